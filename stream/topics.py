@@ -1,0 +1,10 @@
+"""Kafka topic names and partitioning. Declarations for Faust live in ``stream.app``."""
+
+AUDIO = "calls.audio"            # key = call id, value = binary frame (stream.frame)
+AUDIO_DLQ = "calls.audio.dlq"    # original message, reason in headers
+EVENTS = "calls.events"          # key = call id, value = JSON CallEvent (start/end)
+ALERTS = "calls.alerts"          # key = call id, value = JSON alert
+SUMMARIES = "calls.summaries"    # key = call id, value = JSON end-of-call summary
+
+ALL = (AUDIO, AUDIO_DLQ, EVENTS, ALERTS, SUMMARIES)
+DEFAULT_PARTITIONS = 8
