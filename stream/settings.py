@@ -1,0 +1,53 @@
+"""Configuration from the environment (prefix ``CALLPULSE_``), one frozen object per process."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLPULSE_", frozen=True, extra="ignore")
+
+    # Where the real servers are. The demo and tests start embedded ones and fill these in.
+    bootstrap_servers: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "cp"
+
+    # Kafka / Faust
+    app_id: str = "callpulse"
+    partitions: int = Field(8, ge=1)
+    broker_session_timeout_s: float = 6.0   # short: the embedded broker's first join waits about half of it
+    broker_heartbeat_interval_s: float = 2.0
+    commit_interval_s: float = 1.0
+    batch_max_messages: int = Field(512, ge=1)
+    batch_within_s: float = Field(0.05, gt=0)
+    worker_name: str = ""
+
+    # Analysis
+    window_s: float = Field(2.0, ge=1.0, le=8.0)
+    hop_s: float = Field(1.0, gt=0)
+    reorder_horizon_s: float = Field(1.0, ge=0)
+    max_payload_bytes: int = 64_000
+    min_window_speech_s: float = 0.4      # score a window only when it holds this much speech
+    model_dir: str = ""                    # empty: the models shipped in the onnx_models package
+    onnx_threads: int = 1
+
+    # Call lifecycle
+    start_grace_s: float = 10.0            # chunks of a call with no start event wait this long, then go to the DLQ
+    inactivity_timeout_s: float = 60.0     # a call with no audio for this long is ended (reason "timeout")
+    ended_memory_s: float = 3600.0         # remember ended calls this long to reject late chunks
+
+    # Redis
+    active_ttl_s: int = 3600
+    ended_ttl_s: int = 86_400
+    summary_ttl_s: int = 7 * 86_400
+    timeline_maxlen: int = 7200
+    alerts_maxlen: int = 10_000
+
+    # Alerts, KPIs, metrics
+    rules_path: str = ""                   # empty: workers/default_rules.yaml
+    kpi_interval_s: float = 5.0
+    agent_metrics: bool = False            # per-agent Prometheus series (cardinality = number of agents)
+    metrics_port: int = 9100
+    metrics_host: str = "127.0.0.1"

@@ -1,0 +1,123 @@
+"""Sinks: one class per destination. Each takes a ``BatchResult`` and writes it in as few round trips as possible."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import redis.asyncio as aioredis
+
+from stream.redis_keys import Keys
+from stream.settings import Settings
+
+from .metrics import WorkerMetrics
+from .pipeline import BatchResult
+
+log = logging.getLogger(__name__)
+SUMMARY_INDEX_KEEP_S = 2 * 86_400   # the KPI job reads up to "today"; keep a margin
+RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+class RedisSink:
+    """All Redis effects of one batch in one pipelined round trip (MULTI/EXEC, so a reader never sees half a batch).
+
+    Idempotent: hashes are overwritten with the full current state, so writing a batch twice changes nothing."""
+
+    def __init__(self, client: aioredis.Redis, settings: Settings, metrics: WorkerMetrics) -> None:
+        self.r = client
+        self.s = settings
+        self.keys = Keys(settings.redis_prefix)
+        self.m = metrics
+
+    async def load_calls(self, call_ids: list[str]) -> dict[str, dict[str, str]]:
+        pipe = self.r.pipeline(transaction=False)
+        for cid in call_ids:
+            pipe.hgetall(self.keys.call(cid))
+        rows = await self._retry(pipe.execute)
+        return {cid: {_s(k): _s(v) for k, v in row.items()} for cid, row in zip(call_ids, rows)}
+
+    async def write(self, result: BatchResult) -> None:
+        if not (result.call_fields or result.timeline or result.alerts or result.summaries or result.ended):
+            return
+        k = self.keys
+        pipe = self.r.pipeline(transaction=True)
+        ended = set(result.ended)
+        for cid, fields in result.call_fields.items():
+            pipe.hset(k.call(cid), mapping=fields)
+            pipe.expire(k.call(cid), self.s.ended_ttl_s if cid in ended else self.s.active_ttl_s)
+        touched_timelines = set()
+        for cid, entry in result.timeline:
+            pipe.xadd(k.timeline(cid), entry, maxlen=self.s.timeline_maxlen, approximate=True)
+            touched_timelines.add(cid)
+        for cid in touched_timelines:
+            pipe.expire(k.timeline(cid), self.s.ended_ttl_s if cid in ended else self.s.active_ttl_s)
+        if result.risks:
+            pipe.zadd(k.active, result.risks)
+        if ended:
+            pipe.zrem(k.active, *ended)
+        for alert in result.alerts:
+            pipe.xadd(k.alerts, {f: _field(v) for f, v in alert.to_dict().items()}, maxlen=self.s.alerts_maxlen, approximate=True)
+        for summary in result.summaries:
+            pipe.set(k.summary(summary["call_id"]), json.dumps(summary), ex=self.s.summary_ttl_s)
+            pipe.zadd(k.summaries, {summary["call_id"]: summary["ended_at"]})
+        if result.summaries:
+            pipe.zremrangebyscore(k.summaries, "-inf", time.time() - SUMMARY_INDEX_KEEP_S)
+        t0 = time.perf_counter()
+        await self._retry(pipe.execute)
+        self.m.redis_write_seconds.observe(time.perf_counter() - t0)
+        now = time.time()
+        for ts in result.step_capture_ts:
+            self.m.e2e_latency.observe(max(now - ts, 0.0))
+
+    async def _retry(self, fn):
+        """Redis down must not lose data: retry with backoff (the batch stays unacknowledged meanwhile)."""
+        attempt = 0
+        while True:
+            try:
+                return await fn()
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.m.redis_errors.inc()
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.warning("Redis unavailable (%s); retrying in %.2f s", exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+
+class KafkaSink:
+    """Alerts, summaries and dead letters to their topics. Waits for the broker's acknowledgement, so a batch's
+    input is acknowledged only once its outputs are durable."""
+
+    def __init__(self, alerts_topic, summaries_topic, dlq_topic, metrics: WorkerMetrics) -> None:
+        self.alerts = alerts_topic
+        self.summaries = summaries_topic
+        self.dlq = dlq_topic
+        self.m = metrics
+
+    async def write(self, result: BatchResult) -> None:
+        futures = []
+        for alert in result.alerts:
+            futures.append(await self.alerts.send(key=alert.call_id.encode(), value=json.dumps(alert.to_dict()).encode()))
+        for summary in result.summaries:
+            futures.append(await self.summaries.send(key=summary["call_id"].encode(), value=json.dumps(summary).encode()))
+        for dead in result.dead:
+            rec = dead.record
+            headers = [("reason", dead.reason.encode()), ("error", dead.message.encode()[:1000]),
+                       ("source_topic", rec.topic.encode())]
+            futures.append(await self.dlq.send(key=rec.key, value=rec.value, headers=headers))
+            self.m.dead_letters.labels(dead.reason).inc()
+        if futures:
+            await asyncio.gather(*futures)
+
+
+def _s(x) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _field(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
