@@ -57,7 +57,7 @@ class VadState:
         return mask, db
 
     def to_dict(self) -> dict:
-        return {"floor": round(self.floor_dbfs, 3), "tail": self.tail}
+        return {"floor": self.floor_dbfs, "tail": self.tail}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VadState":
