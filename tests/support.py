@@ -24,6 +24,7 @@ def tone_leg(spans: list[tuple[float, float]], duration_s: float, seed: int = 0,
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 0.001, int(duration_s * SR)).astype(np.float32)
     for a, b in spans:
+        a, b = min(a, duration_s), min(b, duration_s)
         n = int((b - a) * SR)
         t = np.arange(n) / SR
         voice = sum(np.sin(2 * np.pi * f0 * t) / (i + 1) for i, f0 in enumerate((140, 280, 420, 560)))

@@ -43,6 +43,7 @@ class LegScores:
     anger_avg: float = 0.0
     loudness_dbfs: float | None = None
     trend: deque = field(default_factory=deque)  # (t, sentiment) within TREND_WINDOW_S
+    last_step_speech: int = 0        # speech frames of the previous step (the first half of the next window)
     pending_masks: dict[int, np.ndarray] = field(default_factory=dict)  # step -> speech mask, until paired
 
     def add_step(self, mask: np.ndarray, level_db: np.ndarray) -> None:
@@ -104,13 +105,14 @@ class LegScores:
             "sp": self.speech_frames, "st": self.steps, "w": self.windows, "s": self.sentiment, "sa": self.sentiment_avg,
             "smin": self.sentiment_min, "ss": self.start_sum, "sn": self.start_n, "sum": self.sent_sum,
             "e": self.emotions, "es": self.emotion_sum, "ang": self.anger_avg, "ld": self.loudness_dbfs,
-            "tr": [list(p) for p in self.trend],
+            "tr": [list(p) for p in self.trend], "lss": self.last_step_speech,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "LegScores":
         s = cls(d["sp"], d["st"], d["w"], d["s"], d["sa"], d["smin"], d["ss"], d["sn"], d["sum"], d["e"], dict(d["es"]), d["ang"], d["ld"])
         s.trend.extend(tuple(p) for p in d["tr"])
+        s.last_step_speech = d["lss"]
         return s
 
 

@@ -277,9 +277,11 @@ class Pipeline:
                 for k in audio.complete_steps():
                     end = (k + 1) * self.hop
                     mask, level = vad.speech_mask(audio.audio(end - self.hop, end))
-                    prev = call.scores[leg].pending_masks.get(k - 1)
-                    window_speech = int(mask.sum()) + (int(prev.sum()) if prev is not None and self.window > self.hop else 0)
-                    scored = mask.any() and window_speech >= self.min_window_speech_frames
+                    sc = call.scores[leg]
+                    step_speech = int(mask.sum())
+                    window_speech = step_speech + (sc.last_step_speech if self.window > self.hop else 0)
+                    sc.last_step_speech = step_speech
+                    scored = step_speech > 0 and window_speech >= self.min_window_speech_frames
                     jobs.append(_StepJob(call, leg, k, mask, level, audio.audio(end - self.window, end) if scored else None,
                                          audio.capture_ts_at(end - 1)))
                     call.scores[leg].pending_masks[k] = mask
