@@ -96,14 +96,14 @@ def replay(producer: CallProducer, calls: list[ReplayCall], speed: float = 1.0, 
         samples = call.legs[leg][seq * n:(seq + 1) * n]
         if len(samples) * 1000 < 20 * call.sample_rate:   # a tail shorter than 20 ms is not sent
             if all(q[2] != cid for q in queue):
-                producer.end_call(cid, ts=t0 + call.duration_s / max(speed, 1e-9) if speed > 0 else time.time())
+                producer.end_call(cid, ts=t0 + call.duration_s)
             continue
         chunk_end = (seq + 1) * chunk_ms / 1000.0
         if speed > 0:
             wait = t0 + chunk_end / speed - time.time()   # a gateway sends a chunk once its last sample is captured
             if wait > 0:
                 time.sleep(wait)
-        capture = t0 + seq * chunk_ms / 1000.0 / (speed if speed > 0 else 1.0)
+        capture = t0 + seq * chunk_ms / 1000.0   # the call's own clock: at speed != 1, end-to-end latency is not meaningful
         producer.send_audio(cid, leg, seq, capture, samples, call.sample_rate, encoding)
         sent += 1
         heapq.heappush(queue, (chunk_end, next(counter), cid, leg, seq + 1))

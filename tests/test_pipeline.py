@@ -224,3 +224,21 @@ def test_sixteen_khz_pcm_gives_the_same_speech_time_as_eight_khz_mulaw(models):
     p, _ = make_pipeline(models)
     s = summary_of(run(p, recs), "w")
     assert s["agent_speech_s"] == pytest.approx(3.16, abs=0.1)
+
+
+def test_an_end_event_that_overtakes_the_last_chunks_waits_for_them(models):
+    recs = call_records()
+    clean = summary_of(run(make_pipeline(models)[0], recs))
+    overtaken = recs[:100] + [recs[-1]] + recs[100:-1]
+    assert summary_of(run(make_pipeline(models)[0], overtaken)) == clean
+
+
+def test_an_end_event_without_the_rest_of_the_audio_ends_the_call_after_the_grace(models):
+    clock = Clock()
+    p, _ = make_pipeline(models, clock, end_grace_s=3)
+    recs = call_records()
+    out = run(p, recs[:100] + [recs[-1]])
+    assert not any(r.summaries for r in out)
+    clock.t += 4
+    s = p.process([]).summaries
+    assert [x["end_reason"] for x in s] == ["event"] and s[0]["duration_s"] == 20.0

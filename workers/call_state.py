@@ -137,6 +137,7 @@ class CallState:
     scores: dict[str, LegScores] = field(default_factory=dict)
     conversation: Conversation = field(default_factory=Conversation)
     rules_state: dict = field(default_factory=dict)
+    end_requested: list | None = None   # [end event time, wall time it arrived]
 
     def __post_init__(self) -> None:
         for leg in LEGS:
@@ -162,7 +163,7 @@ class CallState:
             "vad": {leg: v.to_dict() for leg, v in self.vad.items()},
             "scores": {leg: s.to_dict() for leg, s in self.scores.items()},
             "masks": {leg: {str(k): np.packbits(m).tobytes().hex() + f":{m.size}" for k, m in s.pending_masks.items()} for leg, s in self.scores.items()},
-            "conv": self.conversation.to_dict(), "rules": self.rules_state,
+            "conv": self.conversation.to_dict(), "rules": self.rules_state, "end": self.end_requested,
         }, separators=(",", ":"))
 
     @classmethod
@@ -180,4 +181,5 @@ class CallState:
                 c.scores[leg].pending_masks[int(k)] = np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), np.uint8))[: int(n)].astype(bool)
         c.conversation = Conversation.from_dict(d["conv"])
         c.rules_state = d.get("rules", {})
+        c.end_requested = d.get("end")
         return c

@@ -28,6 +28,7 @@ from .leg_audio import Chunk
 from .metrics import WorkerMetrics
 from .vad import FRAME_S
 
+END_TOLERANCE_S = 0.05   # capture clocks of audio and events agree to better than this
 MAX_LEG_LAG_STEPS = 5   # a leg this far behind (or absent) counts as silent for call-level metrics
 SENTIMENT_NEGATIVE_BELOW = -0.2
 SENTIMENT_POSITIVE_ABOVE = 0.2
@@ -156,6 +157,9 @@ class Pipeline:
                 self._on_audio(rec, now, out, touched)
         self._expire(now, out, ending)
         self._analyse(list(touched.values()), out)
+        for call in list(self.calls.values()):
+            if call.end_requested and self._ready_to_end(call, now) and all(c is not call for c, _, _ in ending):
+                ending.append((call, "event", call.end_requested[0]))
         for call, reason, ts in ending:
             self._finish(call, reason, ts, out)
             touched[call.call_id] = call
@@ -210,7 +214,14 @@ class Pipeline:
                 return
             self._ack(out, rec)
             touched[call.call_id] = call
-            ending.append((call, "event", ev.ts))
+            # The end event travels on another topic and can overtake the last chunks: finish once the audio
+            # has caught up with the end time, or when no more audio arrives (see _ready_to_end).
+            call.end_requested = [ev.ts, now]
+
+    def _ready_to_end(self, call: CallState, now: float) -> bool:
+        end_ts, asked_at = call.end_requested
+        caught_up = all(a.next_ts is None or a.next_ts >= end_ts - END_TOLERANCE_S for a in call.audio.values())
+        return (caught_up and not any(a.pending for a in call.audio.values())) or now - max(asked_at, call.last_seen) > self.s.end_grace_s
 
     def _new_call(self, call_id: str, partition: int | None, now: float) -> CallState:
         call = CallState(call_id, self.hop, self.window, self.s.reorder_horizon_s, partition=partition, last_seen=now)
