@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from . import topics
 from .settings import Settings
+
+FETCH_MAX_WAIT_MS = 50
+
+
+def _patch_fetch_wait() -> None:
+    """faust-streaming 0.15 hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Brokers may hold a fetch
+    that long when some partitions are idle (measured on the embedded broker: p50 360 ms, p90 690 ms of
+    added delivery latency; with 50 ms: p50 3 ms). A live-call product cannot spend its latency budget there."""
+    cls = faust_aiokafka.AIOKafkaConsumerThread
+    if getattr(cls, "_callpulse_patched", False):
+        return
+    original = cls._create_worker_consumer
+
+    def create(self, transport):
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+    cls._create_worker_consumer = create
+    cls._callpulse_patched = True
+
+
+_patch_fetch_wait()
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:

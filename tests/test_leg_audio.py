@@ -7,7 +7,7 @@ CHUNK = 1600  # 200 ms
 
 
 def chunk(seq, value=None, t0=100.0):
-    data = np.full(CHUNK, seq if value is None else value, np.float32)
+    data = np.full(CHUNK, (seq if value is None else value) / 64, np.float32)   # exact in 16-bit
     return Chunk(seq, t0 + seq * CHUNK / 8000, data, token=("tok", seq))
 
 
@@ -21,9 +21,9 @@ def test_in_order_chunks_fill_steps_and_windows():
         assert a.push(chunk(s)) is None
     assert list(a.complete_steps()) == [0, 1]
     step1 = a.audio(HOP, 2 * HOP)
-    assert np.array_equal(step1, np.repeat(np.arange(5, 10, dtype=np.float32), CHUNK))
+    assert np.array_equal(step1, np.repeat(np.arange(5, 10, dtype=np.float32) / 64, CHUNK))
     window0 = a.audio(HOP - WIN, HOP)
-    assert np.all(window0[:HOP] == 0) and np.array_equal(window0[HOP:], np.repeat(np.arange(5, dtype=np.float32), CHUNK))
+    assert np.all(window0[:HOP] == 0) and np.array_equal(window0[HOP:], np.repeat(np.arange(5, dtype=np.float32) / 64, CHUNK))
 
 
 def test_reordering_within_the_horizon_and_duplicates():
@@ -46,7 +46,7 @@ def test_a_lost_chunk_becomes_silence_of_its_capture_duration_once_the_horizon_p
     a.push(chunk(4))            # now 600 ms of newer audio: give up on 1
     assert a.next_pos == 5 * CHUNK
     assert a.gap_s == 0.2
-    assert np.all(a.audio(CHUNK, 2 * CHUNK) == 0) and np.all(a.audio(2 * CHUNK, 3 * CHUNK) == 2)
+    assert np.all(a.audio(CHUNK, 2 * CHUNK) == 0) and np.all(a.audio(2 * CHUNK, 3 * CHUNK) == 2 / 64)
     assert a.push(chunk(1)) == "stale"   # too late now
 
 

@@ -19,6 +19,7 @@ from .audio import ANALYSIS_RATE_HZ
 
 MAX_GAP_S = 10.0       # a hole longer than this is clamped (clock jumps must not create hours of silence)
 MAX_PENDING_CHUNKS = 256
+PCM_SCALE = 32768.0
 
 
 @dataclass(slots=True)
@@ -32,7 +33,7 @@ class Chunk:
 @dataclass(slots=True)
 class Segment:
     start: int           # absolute sample position
-    samples: np.ndarray
+    samples: np.ndarray  # int16: the input is 16-bit PCM or G.711 anyway, and live calls hold a lot of these
     capture_ts: float
     seq: int | None      # None for a gap filled with silence
     token: Any = None
@@ -91,7 +92,7 @@ class LegAudio:
                 gap = min(max(nxt.capture_ts - self.next_ts, 0.0), MAX_GAP_S)
             n = int(round(gap * ANALYSIS_RATE_HZ))
             if n:
-                self.segments.append(Segment(self.next_pos, np.zeros(n, np.float32), self.next_ts or nxt.capture_ts, None))
+                self.segments.append(Segment(self.next_pos, np.zeros(n, np.int16), self.next_ts or nxt.capture_ts, None))
                 self.next_pos += n
                 self.gap_s += n / ANALYSIS_RATE_HZ
             self.next_seq += missing
@@ -105,7 +106,8 @@ class LegAudio:
         return newest_end - oldest.capture_ts > self.horizon_s
 
     def _append(self, chunk: Chunk) -> None:
-        self.segments.append(Segment(self.next_pos, chunk.samples, chunk.capture_ts, chunk.seq, chunk.token))
+        pcm = np.clip(chunk.samples * PCM_SCALE, -32768, 32767).astype(np.int16)
+        self.segments.append(Segment(self.next_pos, pcm, chunk.capture_ts, chunk.seq, chunk.token))
         self.next_pos += len(chunk.samples)
         self.next_seq = chunk.seq + 1
         self.next_ts = chunk.capture_ts + len(chunk.samples) / ANALYSIS_RATE_HZ
@@ -134,6 +136,7 @@ class LegAudio:
                 break
             a, b = max(seg.start, start), min(seg.end, end)
             out[a - start:b - start] = seg.samples[a - seg.start:b - seg.start]
+        out *= 1.0 / PCM_SCALE
         return out
 
     def capture_ts_at(self, pos: int) -> float | None:
