@@ -242,3 +242,10 @@ def test_an_end_event_without_the_rest_of_the_audio_ends_the_call_after_the_grac
     clock.t += 4
     s = p.process([]).summaries
     assert [x["end_reason"] for x in s] == ["event"] and s[0]["duration_s"] == 20.0
+
+
+def test_an_end_event_that_overtakes_all_the_audio_waits_for_it(models):
+    recs = call_records()
+    clean = summary_of(run(make_pipeline(models)[0], recs))
+    first = [recs[0], recs[-1]] + recs[1:-1]
+    assert summary_of(run(make_pipeline(models)[0], first)) == clean

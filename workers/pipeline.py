@@ -220,7 +220,8 @@ class Pipeline:
 
     def _ready_to_end(self, call: CallState, now: float) -> bool:
         end_ts, asked_at = call.end_requested
-        caught_up = all(a.next_ts is None or a.next_ts >= end_ts - END_TOLERANCE_S for a in call.audio.values())
+        # A leg with no audio yet may have it all in flight: only the grace period ends such a call.
+        caught_up = all(a.next_ts is not None and a.next_ts >= end_ts - END_TOLERANCE_S for a in call.audio.values())
         return (caught_up and not any(a.pending for a in call.audio.values())) or now - max(asked_at, call.last_seen) > self.s.end_grace_s
 
     def _new_call(self, call_id: str, partition: int | None, now: float) -> CallState:
