@@ -148,7 +148,7 @@ class Pipeline:
         t0 = time.perf_counter()
         out = BatchResult()
         now = self.clock()
-        touched: dict[str, CallState] = {}
+        touched: dict[str, tuple[CallState, tuple | None]] = {}   # call id -> (call, progress at first touch)
         ending: list[tuple[CallState, str, float]] = []
         for rec in records:
             if rec.topic == topics.EVENTS:
@@ -156,14 +156,18 @@ class Pipeline:
             else:
                 self._on_audio(rec, now, out, touched)
         self._expire(now, out, ending)
-        self._analyse(list(touched.values()), out)
+        self._analyse([c for c, _ in touched.values()], out)
         for call in list(self.calls.values()):
             if call.end_requested and self._ready_to_end(call, now) and all(c is not call for c, _, _ in ending):
                 ending.append((call, "event", call.end_requested[0]))
         for call, reason, ts in ending:
             self._finish(call, reason, ts, out)
-            touched[call.call_id] = call
-        for call in touched.values():
+            self._touch(touched, call, force=True)
+        for call, before in touched.values():
+            # A call that only buffered audio in this batch has nothing new to show or save: its held messages
+            # stay unacknowledged, so the state saved at its last write is still the right resume point.
+            if before is not None and before == self._progress(call):
+                continue
             if call.status == "active" and call.call_id in self.calls:
                 for leg in LEGS:
                     out.acks.extend(call.audio[leg].release())
@@ -201,7 +205,7 @@ class Pipeline:
                 call = self._new_call(ev.call_id, rec.partition, now)
             call.meta.update({k: v for k, v in ev.metadata().items() if v})
             call.started_at = call.started_at or ev.ts
-            touched[call.call_id] = call
+            self._touch(touched, call, force=True)
             for _, orec, frame in self.orphans.pop(ev.call_id, []):
                 self._push(call, orec, frame, now)
         else:
@@ -213,7 +217,7 @@ class Pipeline:
                 self._dead(out, rec, "unknown_call", f"end event for call {ev.call_id!r}, which never started")
                 return
             self._ack(out, rec)
-            touched[call.call_id] = call
+            self._touch(touched, call, force=True)
             # The end event travels on another topic and can overtake the last chunks: finish once the audio
             # has caught up with the end time, or when no more audio arrives (see _ready_to_end).
             call.end_requested = [ev.ts, now]
@@ -223,6 +227,16 @@ class Pipeline:
         # A leg with no audio yet may have it all in flight: only the grace period ends such a call.
         caught_up = all(a.next_ts is not None and a.next_ts >= end_ts - END_TOLERANCE_S for a in call.audio.values())
         return (caught_up and not any(a.pending for a in call.audio.values())) or now - max(asked_at, call.last_seen) > self.s.end_grace_s
+
+    @staticmethod
+    def _progress(call: CallState) -> tuple:
+        return call.steps_done, call.audio["agent"].steps_done, call.audio["customer"].steps_done, call.status
+
+    def _touch(self, touched: dict, call: CallState, force: bool = False) -> None:
+        if force:
+            touched[call.call_id] = (call, None)
+        elif call.call_id not in touched:
+            touched[call.call_id] = (call, self._progress(call))
 
     def _new_call(self, call_id: str, partition: int | None, now: float) -> CallState:
         call = CallState(call_id, self.hop, self.window, self.s.reorder_horizon_s, partition=partition, last_seen=now)
@@ -248,7 +262,7 @@ class Pipeline:
             self.orphans.setdefault(frame.call_id, []).append((now, rec, frame))
             return
         call.partition = rec.partition if rec.partition is not None else call.partition
-        touched[call.call_id] = call
+        self._touch(touched, call)
         self._push(call, rec, frame, now)
 
     def _push(self, call: CallState, rec: Record, frame, now: float) -> None:
