@@ -51,6 +51,10 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         producer_acks=1,
+        # Bounded buffers: memory should grow with live calls, not with how far the fetcher reads ahead.
+        consumer_max_fetch_size=256 * 1024,
+        stream_buffer_maxsize=1024,
+        broker_max_poll_records=1000,
     )
 
 

@@ -15,6 +15,7 @@ from .audio import ANALYSIS_RATE_HZ
 EMOTION_MODEL = "emotion.onnx"
 SENTIMENT_MODEL = "sentiment.onnx"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
+MAX_BATCH = 64
 
 
 class ModelContractError(RuntimeError):
@@ -90,7 +91,13 @@ class Models:
         self.sentiment.predict(warm)
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[batch, samples] -> (emotion probs [batch, E], sentiment score [batch] in -1..+1)."""
-        emo = self.emotion.predict(windows)
-        sent = self.sentiment.predict(windows)
+        """[batch, samples] -> (emotion probs [batch, E], sentiment score [batch] in -1..+1).
+
+        Runs in slices of at most MAX_BATCH windows: past that, batching buys no speed, and onnxruntime's
+        memory arena would keep the peak activation memory of the largest batch ever seen."""
+        emo = np.empty((len(windows), len(self.emotion.labels)), np.float32)
+        sent = np.empty((len(windows), 3), np.float32)
+        for i in range(0, len(windows), MAX_BATCH):
+            emo[i:i + MAX_BATCH] = self.emotion.predict(windows[i:i + MAX_BATCH])
+            sent[i:i + MAX_BATCH] = self.sentiment.predict(windows[i:i + MAX_BATCH])
         return emo, sent[:, 2] - sent[:, 0]
