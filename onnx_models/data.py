@@ -1,0 +1,115 @@
+"""The labelled corpora, resampled to the telephone rate, with speaker-independent splits and the 2 s / 1 s hop
+windows the workers see."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from .frontend import SAMPLE_RATE_HZ, WINDOW_S
+from .labels import EMOTIONS, sentiment_index
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CORPORA = ("ravdess", "emovo")
+WINDOW = int(WINDOW_S * SAMPLE_RATE_HZ)
+HOP = SAMPLE_RATE_HZ            # 1 s, as the workers step
+FRAME = 160                     # 20 ms energy frames for picking speech-bearing windows
+MIN_SPEECH_SHARE = 0.25         # a window with less speech than this is not scored by the workers either
+
+
+@dataclass
+class Clip:
+    corpus: str
+    speaker: str
+    sex: str
+    emotion: str
+    audio: np.ndarray           # float32 at SAMPLE_RATE_HZ
+
+    @property
+    def label(self) -> int:
+        return EMOTIONS.index(self.emotion)
+
+    @property
+    def sentiment(self) -> int:
+        return sentiment_index(self.emotion)
+
+
+def load_corpus(name: str, data_dir: Path = DEFAULT_DATA) -> list[Clip]:
+    root = Path(data_dir) / name
+    if not (root / "labels.csv").exists():
+        raise FileNotFoundError(f"{root}/labels.csv not found: pass --data pointing at the folder with {CORPORA}")
+    clips = []
+    with open(root / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            audio, rate = sf.read(root / row["file"], dtype="float32")
+            if rate != 16000:
+                raise ValueError(f"{row['file']}: expected 16 kHz, got {rate}")
+            clips.append(Clip(name, row["speaker"], row["sex"], row["emotion"], resample_poly(audio, 1, 2).astype(np.float32)))
+    return clips
+
+
+def load_all(data_dir: Path = DEFAULT_DATA) -> list[Clip]:
+    return [c for name in CORPORA for c in load_corpus(name, data_dir)]
+
+
+def speech_mask(audio: np.ndarray) -> np.ndarray:
+    """20 ms frames above (clip's quietest decile + 15 dB) and above -50 dBFS: a crude, level-independent VAD."""
+    n = len(audio) // FRAME
+    frames = audio[: n * FRAME].reshape(n, FRAME)
+    db = 10 * np.log10((frames ** 2).mean(axis=1) + 1e-10)
+    floor = np.percentile(db, 10)
+    return (db > floor + 15) & (db > -50)
+
+
+def windows_of(audio: np.ndarray) -> list[np.ndarray]:
+    """The 2 s windows (1 s hop) a worker would score; clips shorter than a window are centred in silence."""
+    if len(audio) < WINDOW:
+        pad = WINDOW - len(audio)
+        audio = np.pad(audio, (pad // 2, pad - pad // 2))
+    mask = speech_mask(audio)
+    out = []
+    for start in range(0, len(audio) - WINDOW + 1, HOP):
+        share = mask[start // FRAME:(start + WINDOW) // FRAME].mean()
+        if share >= MIN_SPEECH_SHARE:
+            out.append(audio[start:start + WINDOW])
+    if not out:   # very short or quiet clip: its loudest window
+        energy = np.convolve(audio ** 2, np.ones(WINDOW), mode="valid")[::FRAME]
+        start = int(np.argmax(energy)) * FRAME
+        out.append(audio[start:start + WINDOW])
+    return out
+
+
+def speech_crop(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random 2 s crop that holds speech (training sees what the workers score)."""
+    if len(audio) <= WINDOW:
+        pad = WINDOW - len(audio)
+        left = int(rng.integers(0, pad + 1))
+        return np.pad(audio, (left, pad - left))
+    mask = speech_mask(audio)
+    starts = np.arange(0, len(audio) - WINDOW + 1, FRAME)
+    shares = np.array([mask[s // FRAME:(s + WINDOW) // FRAME].mean() for s in starts])
+    good = starts[shares >= min(max(MIN_SPEECH_SHARE, shares.max() * 0.6), shares.max())]
+    start = int(rng.choice(good))
+    return audio[start:start + WINDOW]
+
+
+def speaker_folds(clips: list[Clip], n_folds: int = 3) -> list[set[str]]:
+    """Speaker-independent folds: each corpus's speakers dealt round-robin (sorted, alternating sex), so every
+    fold holds out speakers of both corpora and both sexes."""
+    folds: list[set[str]] = [set() for _ in range(n_folds)]
+    for corpus in CORPORA:
+        by_sex: dict[str, list[str]] = {}
+        for c in clips:
+            if c.corpus == corpus:
+                by_sex.setdefault(c.sex, [])
+                if c.speaker not in by_sex[c.sex]:
+                    by_sex[c.sex].append(c.speaker)
+        order = [s for pair in zip(*(sorted(v) for v in by_sex.values())) for s in pair]
+        for i, spk in enumerate(order):
+            folds[i % n_folds].add(spk)
+    return folds

@@ -1,0 +1,194 @@
+"""Honest evaluation: speakers never seen in training, across corpora, clean and telephone-band, on the 2 s
+windows the workers score and on whole clips. Unweighted (balanced) accuracy and macro-F1.
+
+    python -m onnx_models.evaluate --epochs 30 --out onnx_models/reports       # every protocol, ~30 min on 2 cores
+
+Protocols:
+- speaker-independent: 3 folds; each holds out 1/3 of the speakers of BOTH corpora (EMOVO: one woman and
+  one man; RAVDESS: 8 actors, both sexes); train on the rest of both corpora; RAVDESS scored on 8 classes,
+  EMOVO on its 7; mean and standard deviation over folds.
+- cross-corpus: train on one corpus only, test on every speaker of the other, on the 6 shared classes.
+- telephone: the same test clips through a 300-3400 Hz band-pass and G.711 (u-law for even clips, A-law for odd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
+
+from .augment import telephone_band
+from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, windows_of
+from .labels import EMOTIONS, EMOVO_EMOTIONS, SENTIMENTS, SHARED_EMOTIONS
+
+NEG, NEU, POS = ([EMOTIONS.index(e) for e in ("angry", "disgust", "fearful", "sad")],
+                 [EMOTIONS.index(e) for e in ("neutral", "calm")], [EMOTIONS.index("happy")])
+
+
+def channel(clips: list[Clip], kind: str) -> list[np.ndarray]:
+    if kind == "clean":
+        return [c.audio for c in clips]
+    return [telephone_band(c.audio, "mulaw" if i % 2 == 0 else "alaw") for i, c in enumerate(clips)]
+
+
+@torch.no_grad()
+def predict(model, audios: list[np.ndarray], batch: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per clip: window emotion probabilities [w, 8] and sentiment-head probabilities [w, 3]."""
+    wins = [windows_of(a) for a in audios]
+    flat = np.stack([w for ws in wins for w in ws])
+    emo, sent = [], []
+    for i in range(0, len(flat), batch):
+        e, s = model(torch.from_numpy(flat[i:i + batch]))
+        emo.append(torch.softmax(e, 1).numpy())
+        sent.append(torch.softmax(s, 1).numpy())
+    emo, sent = np.concatenate(emo), np.concatenate(sent)
+    out_e, out_s, k = [], [], 0
+    for ws in wins:
+        out_e.append(emo[k:k + len(ws)])
+        out_s.append(sent[k:k + len(ws)])
+        k += len(ws)
+    return out_e, out_s
+
+
+def derived_sentiment(emo: np.ndarray) -> np.ndarray:
+    return np.stack([emo[:, NEG].sum(1), emo[:, NEU].sum(1), emo[:, POS].sum(1)], axis=1)
+
+
+def _scores(y: list[int], p: list[int], labels: list[int]) -> dict:
+    return {"ua": round(float(balanced_accuracy_score(y, p)), 4),
+            "macro_f1": round(float(f1_score(y, p, labels=labels, average="macro", zero_division=0)), 4), "n": len(y)}
+
+
+def score(clips: list[Clip], emo: list[np.ndarray], sent: list[np.ndarray], label_set: tuple[str, ...]) -> dict:
+    """Emotion on ``label_set`` (predictions restricted to it), sentiment derived and from its head; per window
+    and per clip (mean of window probabilities); per class recall and per sex UA at clip level."""
+    cols = [EMOTIONS.index(e) for e in label_set]
+    keep = [i for i, c in enumerate(clips) if c.emotion in label_set]
+    res: dict = {"labels": list(label_set)}
+    for level in ("window", "clip"):
+        y, p, ys, pd, ph, sex = [], [], [], [], [], []
+        for i in keep:
+            e, s = emo[i], sent[i]
+            if level == "clip":
+                e, s = e.mean(0, keepdims=True), s.mean(0, keepdims=True)
+            y += [cols.index(EMOTIONS.index(clips[i].emotion))] * len(e)
+            p += list(np.argmax(e[:, cols], 1))
+            sex += [clips[i].sex] * len(e)
+            if clips[i].sentiment >= 0:
+                ys += [clips[i].sentiment] * len(e)
+                pd += list(np.argmax(derived_sentiment(e), 1))
+                ph += list(np.argmax(s, 1))
+        r = {"emotion": _scores(y, p, list(range(len(cols)))),
+             "sentiment_derived": _scores(ys, pd, [0, 1, 2]), "sentiment_head": _scores(ys, ph, [0, 1, 2])}
+        if level == "clip":
+            cm = confusion_matrix(y, p, labels=list(range(len(cols))))
+            r["per_class_recall"] = {label_set[j]: round(float(cm[j, j] / max(cm[j].sum(), 1)), 3) for j in range(len(cols))}
+            r["per_sex_ua"] = {s: round(float(balanced_accuracy_score([a for a, b in zip(y, sex) if b == s], [a for a, b in zip(p, sex) if b == s])), 4)
+                               for s in sorted(set(sex))}
+            r["confusion"] = cm.tolist()
+        res[level] = r
+    return res
+
+
+@torch.no_grad()
+def quick_ua(model, clips: list[Clip]) -> float:
+    model.eval()
+    emo, sent = predict(model, [c.audio for c in clips])
+    model.train()
+    return score(clips, emo, sent, tuple(EMOTIONS))["clip"]["emotion"]["ua"]
+
+
+def evaluate_model(model, test: list[Clip], label_sets: dict[str, tuple[str, ...]]) -> dict:
+    out = {}
+    for kind in ("clean", "telephone"):
+        emo, sent = predict(model, channel(test, kind))
+        for name, labels in label_sets.items():
+            subset = [i for i, c in enumerate(test) if c.corpus == name or name == "both"]
+            out[f"{name}/{kind}"] = score([test[i] for i in subset], [emo[i] for i in subset], [sent[i] for i in subset], labels)
+    return out
+
+
+def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=print) -> dict:
+    from .train import select, train
+    results: dict = {"arch": arch, "epochs": epochs, "seed": seed, "folds": [], "cross": {}, "histories": []}
+    folds = speaker_folds(clips)
+    for k, held in enumerate(folds):
+        t0 = time.time()
+        model, hist = train(select(clips, ("ravdess", "emovo"), held), arch, epochs, seed, log=lambda *_: None)
+        test = [c for c in clips if c.speaker in held]
+        r = evaluate_model(model, test, {"ravdess": tuple(EMOTIONS), "emovo": EMOVO_EMOTIONS})
+        r["held_out"] = sorted(held)
+        r["train_seconds"] = round(time.time() - t0, 1)
+        results["folds"].append(r)
+        results["histories"].append(hist)
+        log(f"[{arch}] fold {k}: RAVDESS UA {r['ravdess/clean']['clip']['emotion']['ua']:.3f} (phone {r['ravdess/telephone']['clip']['emotion']['ua']:.3f}), "
+            f"EMOVO UA {r['emovo/clean']['clip']['emotion']['ua']:.3f} (phone {r['emovo/telephone']['clip']['emotion']['ua']:.3f})")
+    for src, dst in (("ravdess", "emovo"), ("emovo", "ravdess")):
+        model, _ = train(select(clips, (src,)), arch, epochs, seed, log=lambda *_: None)
+        test = [c for c in clips if c.corpus == dst]
+        results["cross"][f"{src}->{dst}"] = evaluate_model(model, test, {dst: SHARED_EMOTIONS})
+        log(f"[{arch}] {src}->{dst}: UA {results['cross'][f'{src}->{dst}'][f'{dst}/clean']['clip']['emotion']['ua']:.3f}")
+    return results
+
+
+def summarise(results: dict) -> dict:
+    """Mean and standard deviation over folds of the headline numbers."""
+    def stat(path):
+        vals = []
+        for f in results["folds"]:
+            v = f
+            for key in path:
+                v = v[key]
+            vals.append(v)
+        return {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4)}
+    out = {}
+    for corpus in ("ravdess", "emovo"):
+        for kind in ("clean", "telephone"):
+            for level in ("window", "clip"):
+                base = (f"{corpus}/{kind}", level)
+                out[f"{corpus}/{kind}/{level}"] = {
+                    "emotion_ua": stat(base + ("emotion", "ua")), "emotion_f1": stat(base + ("emotion", "macro_f1")),
+                    "sentiment_head_ua": stat(base + ("sentiment_head", "ua")), "sentiment_head_f1": stat(base + ("sentiment_head", "macro_f1")),
+                    "sentiment_derived_ua": stat(base + ("sentiment_derived", "ua")),
+                }
+    for pair, r in results["cross"].items():
+        dst = pair.split("->")[1]
+        for kind in ("clean", "telephone"):
+            for level in ("window", "clip"):
+                e = r[f"{dst}/{kind}"][level]
+                out[f"cross {pair}/{kind}/{level}"] = {"emotion_ua": e["emotion"]["ua"], "emotion_f1": e["emotion"]["macro_f1"],
+                                                      "sentiment_head_ua": e["sentiment_head"]["ua"]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--arch", nargs="+", default=["tcnn"])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    clips = load_all(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for arch in args.arch:
+        t0 = time.time()
+        results = run_protocols(clips, arch, args.epochs, args.seed)
+        results["summary"] = summarise(results)
+        results["seconds"] = round(time.time() - t0, 1)
+        (args.out / f"eval_{arch}.json").write_text(json.dumps(results, indent=1))
+        from .plots import plot_results
+        plot_results(results, args.out, arch)
+        print(json.dumps(results["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

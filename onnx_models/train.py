@@ -1,0 +1,122 @@
+"""Train a speech-emotion model (emotion + sentiment heads) on telephone-augmented 2 s crops.
+
+    python -m onnx_models.train --arch tcnn --epochs 30 --out artifacts/tcnn.pt            # the shipped model
+    python -m onnx_models.train --holdout 0 ...                                              # speakers of fold 0 held out
+
+Seeded and deterministic on CPU for a given thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .augment import random_channel
+from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, speech_crop
+from .labels import EMOTIONS, NO_SENTIMENT
+from .models import ARCHITECTURES
+
+BATCH = 64
+LR = 2e-3
+WEIGHT_DECAY = 1e-3
+LABEL_SMOOTHING = 0.1
+SENTIMENT_LOSS_WEIGHT = 0.5
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def select(clips: list[Clip], corpora: tuple[str, ...], exclude_speakers: set[str] = frozenset()) -> list[Clip]:
+    return [c for c in clips if c.corpus in corpora and c.speaker not in exclude_speakers]
+
+
+def class_weights(clips: list[Clip]) -> torch.Tensor:
+    counts = np.bincount([c.label for c in clips], minlength=len(EMOTIONS)).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / (counts > 0).sum(), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def epoch_order(clips: list[Clip], rng: np.random.Generator) -> np.ndarray:
+    """Each corpus contributes equally per epoch (EMOVO is smaller than RAVDESS)."""
+    by_corpus: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        by_corpus.setdefault(c.corpus, []).append(i)
+    per = max(len(v) for v in by_corpus.values())
+    idx = np.concatenate([rng.choice(v, per, replace=len(v) < per) for v in by_corpus.values()])
+    rng.shuffle(idx)
+    return idx
+
+
+def train(clips: list[Clip], arch: str = "tcnn", epochs: int = 30, seed: int = 0, log=print, val: list[Clip] | None = None) -> tuple[nn.Module, dict]:
+    set_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = ARCHITECTURES[arch]()
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    steps = epochs * int(np.ceil(len(epoch_order(clips, np.random.default_rng(0))) / BATCH))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
+    emo_loss = nn.CrossEntropyLoss(weight=class_weights(clips), label_smoothing=LABEL_SMOOTHING)
+    sent_loss = nn.CrossEntropyLoss(ignore_index=NO_SENTIMENT, label_smoothing=LABEL_SMOOTHING)
+    babble = [c.audio for c in clips[:: max(1, len(clips) // 200)]]
+    history = {"epoch": [], "loss": [], "val_ua": []}
+    for epoch in range(epochs):
+        model.train()
+        order = epoch_order(clips, rng)
+        total, n = 0.0, 0
+        bar = tqdm(range(0, len(order), BATCH), desc=f"epoch {epoch + 1}/{epochs}", leave=False, mininterval=2)
+        for b in bar:
+            batch = [clips[i] for i in order[b:b + BATCH]]
+            x = torch.from_numpy(np.stack([random_channel(speech_crop(c.audio, rng), rng, babble) for c in batch]))
+            y = torch.tensor([c.label for c in batch])
+            ys = torch.tensor([c.sentiment for c in batch])
+            e, s = model(x)
+            loss = emo_loss(e, y) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(batch)
+            n += len(batch)
+        history["epoch"].append(epoch + 1)
+        history["loss"].append(total / n)
+        if val:
+            from .evaluate import quick_ua
+            history["val_ua"].append(quick_ua(model, val))
+        log(f"epoch {epoch + 1}: loss {total / n:.3f}" + (f"  held-out UA {history['val_ua'][-1]:.3f}" if val else ""))
+    model.eval()
+    return model, history
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="tcnn")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--holdout", type=int, default=None, help="hold out the speakers of this fold (0-2)")
+    p.add_argument("--out", type=Path, default=Path("artifacts/model.pt"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    clips = load_all(args.data)
+    held = speaker_folds(clips)[args.holdout] if args.holdout is not None else set()
+    train_clips = select(clips, ("ravdess", "emovo"), held)
+    t0 = time.time()
+    model, history = train(train_clips, args.arch, args.epochs, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"arch": args.arch, "state": model.state_dict(), "history": history, "held_out": sorted(held),
+                "seed": args.seed, "epochs": args.epochs, "train_seconds": time.time() - t0}, args.out)
+    print(json.dumps({"out": str(args.out), "train_seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
