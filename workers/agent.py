@@ -135,7 +135,7 @@ def _load_rules(settings: Settings):
         return None
     from pathlib import Path
     path = settings.rules_path or str(Path(__file__).with_name("default_rules.yaml"))
-    return RuleEngine(RuleSet.load(path), path)
+    return RuleEngine(RuleSet.load(path), path, step_s=settings.hop_s)
 
 
 def _kpi_job(worker: "Worker"):
