@@ -39,13 +39,13 @@ def make_pipeline(models, clock=None, **settings):
     return p, m
 
 
-def call_records(call_id="c1", duration=20.0, agent=((0, 5), (9, 12)), customer=((4, 8), (11, 15)), end=True, queue="billing"):
+def call_records(call_id="c1", duration=20.0, agent=((0, 5), (9, 12)), customer=((4, 8), (11, 15)), end=True, queue="billing", t0=T0):
     legs = {"agent": tone_leg(list(agent), duration, seed=1), "customer": tone_leg(list(customer), duration, seed=2)}
-    recs = [Record(topics.EVENTS, call_id.encode(), CallEvent(type="start", call_id=call_id, ts=T0, queue=queue, agent_id="a7").to_bytes())]
-    for leg, seq, data in frames_for(call_id, legs, t0=T0):
+    recs = [Record(topics.EVENTS, call_id.encode(), CallEvent(type="start", call_id=call_id, ts=t0, queue=queue, agent_id="a7").to_bytes())]
+    for leg, seq, data in frames_for(call_id, legs, t0=t0):
         recs.append(Record(topics.AUDIO, call_id.encode(), data))
     if end:
-        recs.append(Record(topics.EVENTS, call_id.encode(), CallEvent(type="end", call_id=call_id, ts=T0 + duration).to_bytes()))
+        recs.append(Record(topics.EVENTS, call_id.encode(), CallEvent(type="end", call_id=call_id, ts=t0 + duration).to_bytes()))
     for i, r in enumerate(recs):
         r.token = i
         r.partition = 0

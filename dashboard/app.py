@@ -1,0 +1,107 @@
+"""The dashboard's ASGI app: read-only JSON API (plus acknowledge), server-sent events, and the page."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import sys
+from importlib import resources
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .store import Store
+
+STATIC = Path(str(resources.files("dashboard"))) / "static"
+PUSH_INTERVAL_S = 0.5
+
+
+class DashboardSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLPULSE_", extra="ignore")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "cp"
+    dashboard_user: str = ""
+    dashboard_password: str = ""
+    dashboard_token: str = ""
+    dashboard_auth: str = "on"      # "off" only behind another authenticating proxy
+
+
+def create_app(settings: DashboardSettings | None = None) -> FastAPI:
+    s = settings or DashboardSettings()
+    if s.dashboard_auth != "off" and not (s.dashboard_password or s.dashboard_token):
+        s = s.model_copy(update={"dashboard_user": s.dashboard_user or "admin", "dashboard_password": secrets.token_urlsafe(12)})
+        print(f"callpulse dashboard: no credentials configured; generated user {s.dashboard_user!r} password {s.dashboard_password!r}", file=sys.stderr)
+    app = FastAPI(title="callpulse dashboard API", version="1", description="Live calls, alerts and KPIs from callpulse workers (read from Redis).")
+    r = aioredis.from_url(s.redis_url, decode_responses=True)
+    store = Store(r, s.redis_prefix)
+    basic, bearer = HTTPBasic(auto_error=False), HTTPBearer(auto_error=False)
+
+    async def user(b: HTTPBasicCredentials | None = Depends(basic), t: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        if s.dashboard_auth == "off":
+            return "anonymous"
+        if t is not None and s.dashboard_token and secrets.compare_digest(t.credentials, s.dashboard_token):
+            return "token"
+        if b is not None and s.dashboard_password and secrets.compare_digest(b.username, s.dashboard_user) \
+                and secrets.compare_digest(b.password, s.dashboard_password):
+            return b.username
+        raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": 'Basic realm="callpulse"'})
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        await r.ping()
+        return {"ok": True}
+
+    @app.get("/api/calls", summary="Active calls, highest risk first, with per-leg sentiment sparklines")
+    async def calls(limit: int = 500, _: str = Depends(user)) -> list[dict]:
+        return await store.calls(min(max(limit, 1), 2000))
+
+    @app.get("/api/calls/{call_id}", summary="One call: live metrics, full timeline, end-of-call summary")
+    async def call(call_id: str, _: str = Depends(user)) -> dict:
+        c = await store.call(call_id)
+        if c is None:
+            raise HTTPException(404, f"no call {call_id!r} (unknown, or expired)")
+        return c
+
+    @app.get("/api/alerts", summary="Recent alert events, newest first, with acknowledgement")
+    async def alerts(count: int = 200, _: str = Depends(user)) -> list[dict]:
+        return await store.alerts(min(max(count, 1), 2000))
+
+    @app.post("/api/alerts/{alert_id}/ack", summary="Acknowledge an alert")
+    async def ack(alert_id: str, who: str = Depends(user)) -> dict:
+        if not await store.ack(alert_id, who):
+            raise HTTPException(404, f"no alert {alert_id!r}")
+        return {"alert_id": alert_id, "acked_by": who}
+
+    @app.get("/api/kpis", summary="Manager KPIs per queue, campaign, agent and overall, over 15m, 1h and today")
+    async def kpis(_: str = Depends(user)) -> dict:
+        return await store.kpis()
+
+    @app.get("/api/stream", summary="Server-sent events: a 'snapshot' event whenever calls, alerts or KPIs change")
+    async def stream(request: Request, _: str = Depends(user)) -> StreamingResponse:
+        async def events():
+            last = ""
+            while not await request.is_disconnected():
+                snap = {"calls": await store.calls(), "alerts": (await store.alerts(50)), "kpis": await store.kpis()}
+                body = json.dumps(snap, separators=(",", ":"))
+                digest = hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
+                if digest != last:
+                    last = digest
+                    yield f"event: snapshot\ndata: {body}\n\n"
+                else:
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(PUSH_INTERVAL_S)
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/", include_in_schema=False)
+    async def index(_: str = Depends(user)) -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,113 @@
+"use strict";
+// callpulse dashboard: one server-sent-events stream, re-rendered on each snapshot.
+const $ = (s) => document.querySelector(s);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const fmt = (x, d = 2) => (x === undefined || x === null || Number.isNaN(x) ? "–" : Number(x).toFixed(d));
+const senti = (x) => (x === undefined ? "–" : x < -0.2 ? `<span class="neg">▼ ${fmt(x)} negative</span>` : x > 0.2 ? `<span class="pos">▲ ${fmt(x)} positive</span>` : `● ${fmt(x)} neutral`);
+const mmss = (s) => `${Math.floor((s || 0) / 60)}:${String(Math.floor((s || 0) % 60)).padStart(2, "0")}`;
+if (new URLSearchParams(location.search).get("wall")) document.body.classList.add("wall");
+let state = { calls: [], alerts: [], kpis: {} };
+
+function spark(call) {
+  const W = 300, H = 46, all = [...call.spark.agent, ...call.spark.customer];
+  if (!all.length) return `<svg class="spark" viewBox="0 0 ${W} ${H}"></svg>`;
+  const t1 = Math.max(...all.map((p) => p[0])), t0 = t1 - 60;
+  const x = (t) => ((t - t0) / 60) * W, y = (v) => H / 2 - (v * H) / 2.2;
+  const line = (pts, cls) => pts.length ? `<polyline fill="none" stroke="var(--${cls})" stroke-width="2" points="${pts.filter((p) => p[0] >= t0).map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ")}"/>` : "";
+  const marks = call.marks.silence.filter((t) => t >= t0).map((t) => `<rect x="${x(t - 1)}" y="0" width="${W / 60}" height="4" fill="#999"><title>silence</title></rect>`).join("")
+    + call.marks.overtalk.filter((t) => t >= t0).map((t) => `<rect x="${x(t - 1)}" y="${H - 4}" width="${W / 60}" height="4" fill="var(--neg)"><title>overtalk</title></rect>`).join("");
+  return `<svg class="spark" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none"><line x1="0" x2="${W}" y1="${H / 2}" y2="${H / 2}" stroke="#ddd"/>${marks}${line(call.spark.agent, "agent")}${line(call.spark.customer, "customer")}</svg>`;
+}
+
+function renderCalls() {
+  const cards = state.calls.map((c) => {
+    const risk = c.risk || 0, level = risk >= 50 ? 3 : risk >= 30 ? 2 : risk >= 15 ? 1 : 0;
+    const open = c.alerts_open || 0;
+    return `<div class="card r${level}" data-testid="call-card" data-call-id="${esc(c.call_id)}">
+      <div class="top"><span>${esc(c.call_id)}</span><span class="risk" data-testid="risk">risk ${fmt(risk, 0)}</span></div>
+      <div class="sub">${esc(c.queue || "–")} · ${esc(c.agent_id || "–")} · ${mmss(c.duration_s)}</div>
+      <div class="row">customer: <span data-testid="customer-sentiment">${senti(c.customer_sentiment_avg)}</span></div>
+      <div class="row">emotion: <b data-testid="customer-emotion">${esc(c.customer_emotion || "–")}</b> ${c.customer_emotion_score ? fmt(c.customer_emotion_score) : ""}
+        · agent ${senti(c.agent_sentiment_avg)}</div>
+      <div class="row">silence now ${fmt(c.silence_run_s, 0)} s · longest ${fmt(c.longest_silence_s, 0)} s · overtalk ${fmt(c.overtalk_s, 1)} s
+        <span class="badge ${open ? "" : "none"}" data-testid="open-alerts">${open} alert${open == 1 ? "" : "s"}</span></div>
+      ${spark(c)}</div>`;
+  });
+  $("#cards").innerHTML = cards.join("");
+  $("#n-calls").textContent = state.calls.length;
+  $("#empty").style.display = state.calls.length ? "none" : "block";
+}
+
+function renderAlerts() {
+  $("#alert-list").innerHTML = state.alerts.map((a) => `<li class="${esc(a.severity)} ${esc(a.state)}" data-testid="alert-item" data-alert-id="${esc(a.alert_id)}">
+    <span class="sev">${a.state === "open" ? (a.severity === "critical" ? "⚠⚠" : "⚠") : "✓"} ${esc(a.severity)}</span>
+    <b>${esc(a.rule)}</b> · ${esc(a.call_id)} at ${mmss(a.t)}<br>${esc(a.message)}
+    ${a.state === "open" ? (a.acked ? `<span class="acked" data-testid="acked">acknowledged by ${esc(a.acked.by)}</span>` : `<button data-testid="ack" data-ack="${esc(a.alert_id)}">acknowledge</button>`) : ""}</li>`).join("")
+    || `<li class="empty">No alerts.</li>`;
+}
+
+const KPI_COLS = [["calls", "calls", 0], ["aht_s", "AHT s", 0], ["sentiment_end", "end sentiment", 2], ["negative_share", "negative %", 0, 100],
+  ["improved_share", "improved %", 0, 100], ["alerts_per_100", "alerts/100", 1], ["silence_ratio", "silence %", 1, 100], ["overtalk_rate", "overtalk %", 1, 100]];
+function renderKpis() {
+  const dims = ["all", "queue", "campaign", "agent"].filter((d) => state.kpis[d]);
+  $("#kpi-tables").innerHTML = dims.map((d) => `<h3>${d === "all" ? "All calls" : "By " + d}</h3><table class="kpi" data-testid="kpi-${d}"><tr><th>${d}</th><th>window</th>${KPI_COLS.map((c) => `<th>${c[1]}</th>`).join("")}</tr>` +
+    Object.entries(state.kpis[d]).map(([name, k]) => ["15m", "1h", "today"].map((w, i) => `<tr><td>${i ? "" : esc(name)}</td><td>${w}</td>${KPI_COLS.map(([key, , dp, scale]) => {
+      const v = k[`${w}.${key}`], ref = k[`today.${key}`];
+      const arrow = w !== "today" && v !== undefined && ref !== undefined && Math.abs(v - ref) > 1e-9 ? (v > ref ? " ▲" : " ▼") : "";
+      return `<td>${v === undefined ? "–" : fmt(v * (scale || 1), dp) + arrow}</td>`; }).join("")}</tr>`).join("")).join("") + "</table>").join("")
+    || `<p class="empty">No ended calls yet: KPIs appear when calls end.</p>`;
+}
+
+async function drill(id) {
+  const r = await fetch(`/api/calls/${encodeURIComponent(id)}`);
+  if (!r.ok) return;
+  const c = await r.json();
+  $("#drill-title").textContent = `${c.call_id} — ${c.status}`;
+  $("#drill-meta").innerHTML = `${esc(c.queue)} · ${esc(c.campaign)} · agent ${esc(c.agent_id)} · ${mmss(c.duration_s)} · talk ${fmt(c.agent_talk_ratio * 100, 0)}% / ${fmt(c.customer_talk_ratio * 100, 0)}% · interruptions ${c.interruptions_agent ?? 0} / ${c.interruptions_customer ?? 0}`;
+  const W = 1000, H = 260, T = Math.max(10, ...c.timeline.map((e) => e.t));
+  const x = (t) => (t / T) * W, y = (v) => 130 - v * 100;
+  let svg = `<line x1="0" x2="${W}" y1="130" y2="130" stroke="#ccc"/>`;
+  for (const e of c.timeline) {
+    const band = e.leg === "agent" ? 236 : 246;
+    if (e.speech > 0) svg += `<rect x="${x(e.t - 1)}" y="${band}" width="${W / T}" height="8" fill="var(--${e.leg})" opacity="${0.3 + 0.7 * e.speech}"><title>${e.leg} speech ${fmt(e.speech * 100, 0)}%</title></rect>`;
+    if (e.leg === "customer" && e.silence) svg += `<rect x="${x(e.t - 1)}" y="0" width="${W / T}" height="${H - 30}" fill="#888" opacity="0.12"><title>silence</title></rect>`;
+    if (e.leg === "customer" && e.overtalk > 0) svg += `<rect x="${x(e.t - 1)}" y="226" width="${W / T}" height="8" fill="var(--neg)"><title>overtalk ${fmt(e.overtalk, 1)} s</title></rect>`;
+  }
+  for (const leg of ["agent", "customer"]) {
+    const pts = c.timeline.filter((e) => e.leg === leg && e.sentiment !== undefined).map((e) => `${x(e.t).toFixed(1)},${y(e.sentiment).toFixed(1)}`).join(" ");
+    svg += `<polyline fill="none" stroke="var(--${leg})" stroke-width="2.5" points="${pts}"/>`;
+  }
+  $("#timeline").innerHTML = svg;
+  const emos = c.timeline.filter((e) => e.leg === "customer" && e.emotion).map((e) => `${mmss(e.t)} ${esc(e.emotion)}`);
+  $("#drill-emotions").innerHTML = `<p><b>customer emotion timeline:</b> ${emos.slice(-40).join(" · ") || "–"}</p>`;
+  const s = c.summary;
+  $("#drill-summary").innerHTML = s ? `<h3>End of call (${esc(s.end_reason)})</h3><p>duration ${mmss(s.duration_s)} · customer sentiment start ${fmt(s.customer_sentiment_start)} → end ${fmt(s.customer_sentiment_end)} (min ${fmt(s.customer_sentiment_min)}, mean ${fmt(s.customer_sentiment_mean)}) · silence ${fmt(s.silence_s, 0)} s (longest ${fmt(s.longest_silence_s, 0)} s) · overtalk ${fmt(s.overtalk_s, 1)} s · dominant emotions: agent ${esc(s.agent_dominant_emotion)}, customer ${esc(s.customer_dominant_emotion)} · alerts ${s.alerts} ${esc((s.alert_rules || []).join(", "))}</p>` : "<p>Call in progress.</p>";
+  $("#drill").classList.remove("hidden");
+  $("#drill").dataset.callId = id;
+}
+
+document.addEventListener("click", async (ev) => {
+  const ack = ev.target.closest("[data-ack]");
+  if (ack) { ack.disabled = true; await fetch(`/api/alerts/${encodeURIComponent(ack.dataset.ack)}/ack`, { method: "POST" }); return; }
+  const card = ev.target.closest(".card");
+  if (card) return drill(card.dataset.callId);
+  const nav = ev.target.closest("nav button");
+  if (nav) {
+    document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b === nav));
+    document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === nav.dataset.view));
+  }
+  if (ev.target.id === "close" || ev.target.id === "drill") $("#drill").classList.add("hidden");
+});
+
+function connect() {
+  const es = new EventSource("/api/stream");
+  es.addEventListener("snapshot", (m) => {
+    state = JSON.parse(m.data);
+    renderCalls(); renderAlerts(); renderKpis();
+    $("#status").textContent = `live · updated ${new Date().toLocaleTimeString()}`;
+    const open = $("#drill").dataset.callId;
+    if (open && !$("#drill").classList.contains("hidden")) drill(open);
+  });
+  es.onerror = () => { $("#status").textContent = "reconnecting…"; };
+}
+connect();
