@@ -23,18 +23,6 @@ class AttentionPool(nn.Module):
         return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=1)
 
 
-def spec_augment(feats: torch.Tensor, max_time: int = 12, max_bands: int = 6) -> torch.Tensor:
-    """Training only: zero one random span of frames and one of mel bands per example (SpecAugment)."""
-    b, m, t = feats.shape
-    out = feats.clone()
-    for i in range(b):
-        t0 = int(torch.randint(0, max(1, t - max_time), (1,)))
-        out[i, :, t0:t0 + int(torch.randint(0, max_time + 1, (1,)))] = 0
-        f0 = int(torch.randint(0, max(1, m - max_bands), (1,)))
-        out[i, f0:f0 + int(torch.randint(0, max_bands + 1, (1,))), :] = 0
-    return out
-
-
 def _block(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU())
 
@@ -54,10 +42,7 @@ class TemporalCNN(nn.Module):
         self.sentiment = nn.Linear(2 * (width + 32), len(SENTIMENTS))
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        feats = self.frontend(wave)
-        if self.training:
-            feats = spec_augment(feats)
-        return self.drop(self.pool(self.body(feats)))
+        return self.drop(self.pool(self.body(self.frontend(wave))))
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.embed(wave)
@@ -78,10 +63,7 @@ class CRNN(nn.Module):
         self.sentiment = nn.Linear(4 * hidden, len(SENTIMENTS))
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        feats = self.frontend(wave)
-        if self.training:
-            feats = spec_augment(feats)
-        h = self.body(feats).transpose(1, 2)
+        h = self.body(self.frontend(wave)).transpose(1, 2)
         h, _ = self.gru(h)
         return self.drop(self.pool(h.transpose(1, 2)))
 

@@ -109,8 +109,8 @@ def scripts(data: Path, rng: np.random.Generator) -> list[dict]:
                   "turns": [Turn("agent", pick(rav, a, "calm", 2, rng)), Turn("customer", pick(rav, c, "sad", 3, rng)),
                             Turn("agent", pick(rav, a, "neutral", 2, rng)), Turn("customer", pick(rav, c, "neutral", 2, rng)),
                             Turn("agent", pick(rav, a, "calm", 2, rng), gap_s=35.0),
-                            Turn("customer", pick(rav, c, "angry", 3, rng, "strong"), gap_s=-3.0),
-                            Turn("agent", pick(rav, a, "neutral", 3, rng), gap_s=-3.5),
+                            Turn("customer", pick(rav, c, "angry", 3, rng, "strong"), gap_s=-4.0),
+                            Turn("agent", pick(rav, a, "neutral", 3, rng), gap_s=-4.5),
                             Turn("customer", pick(rav, c, "sad", 2, rng), gap_s=0.8), Turn("agent", pick(rav, a, "calm", 2, rng))], "tail_s": 1.5})
     # 3. English: a pleasant call.
     a, c = "ravdess-03", "ravdess-18"
