@@ -113,7 +113,7 @@ def evaluate_model(model, test: list[Clip], label_sets: dict[str, tuple[str, ...
     return out
 
 
-def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=print) -> dict:
+def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=print, checkpoint_dir: Path | None = None) -> dict:
     from .train import select, train
     results: dict = {"arch": arch, "epochs": epochs, "seed": seed, "folds": [], "cross": {}, "histories": []}
     folds = speaker_folds(clips)
@@ -126,6 +126,10 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=prin
         r["train_seconds"] = round(time.time() - t0, 1)
         results["folds"].append(r)
         results["histories"].append(hist)
+        if k == 0 and checkpoint_dir is not None:   # kept for the INT8 check on speakers it never saw
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"arch": arch, "state": model.state_dict(), "held_out": sorted(held), "epochs": epochs, "seed": seed},
+                       checkpoint_dir / f"fold0_{arch}.pt")
         log(f"[{arch}] fold {k}: RAVDESS UA {r['ravdess/clean']['clip']['emotion']['ua']:.3f} (phone {r['ravdess/telephone']['clip']['emotion']['ua']:.3f}), "
             f"EMOVO UA {r['emovo/clean']['clip']['emotion']['ua']:.3f} (phone {r['emovo/telephone']['clip']['emotion']['ua']:.3f})")
     for src, dst in (("ravdess", "emovo"), ("emovo", "ravdess")):
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in args.arch:
         t0 = time.time()
-        results = run_protocols(clips, arch, args.epochs, args.seed)
+        results = run_protocols(clips, arch, args.epochs, args.seed, checkpoint_dir=Path("artifacts"))
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
         (args.out / f"eval_{arch}.json").write_text(json.dumps(results, indent=1))

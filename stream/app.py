@@ -36,10 +36,23 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip()]
 
 
+def broker_credentials(s: Settings):
+    """Faust credentials for SASL and/or TLS clusters (None for PLAINTEXT)."""
+    import ssl
+    context = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None) if s.kafka_security_protocol.endswith("SSL") else None
+    if s.kafka_security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=s.kafka_sasl_username, password=s.kafka_sasl_password,
+                                     mechanism=s.kafka_sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         web_enabled=False,
         autodiscover=False,

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-from .settings import Settings
+from .settings import Settings, kafka_python_options
 
 log = logging.getLogger("callpulse")
 
@@ -38,7 +38,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     from .localstack import create_topics
     s = _settings(args)
-    create_topics(s.bootstrap_servers, args.partitions or s.partitions)
+    create_topics(s.bootstrap_servers, args.partitions or s.partitions, **kafka_python_options(s))
     print(f"topics ready on {s.bootstrap_servers}")
     return 0
 
@@ -47,7 +47,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .producer import CallProducer
     from .replay import load_call, load_sample_calls, replay
     s = _settings(args)
-    with CallProducer(s.bootstrap_servers) as producer:
+    with CallProducer(s.bootstrap_servers, **kafka_python_options(s)) as producer:
         loop = 0
         while True:
             calls = [load_call(f) for f in args.files] if args.files else load_sample_calls(f"-{int(time.time())}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +76,7 @@ class LocalStack:
     partitions: int = topic_names.DEFAULT_PARTITIONS
     procs: list[subprocess.Popen] = field(default_factory=list)
     logdir: str = ""
+    _own_logdir: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -87,7 +89,8 @@ class LocalStack:
     def start(self) -> "LocalStack":
         self.kafka_port = self.kafka_port or free_port()
         self.redis_port = self.redis_port or free_port()
-        self.logdir = self.logdir or tempfile.mkdtemp(prefix="callpulse-stack-")
+        if not self.logdir:
+            self.logdir, self._own_logdir = tempfile.mkdtemp(prefix="callpulse-stack-"), True
         url = f"tcp://{LOOPBACK}:{self.kafka_port}"
         self._spawn("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                               "--storage-engine", "memory://tansu/"], self.kafka_port)
@@ -118,6 +121,8 @@ class LocalStack:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        if self._own_logdir:
+            shutil.rmtree(self.logdir, ignore_errors=True)
 
     def __enter__(self) -> "LocalStack":
         return self.start()
@@ -126,7 +131,7 @@ class LocalStack:
         self.stop()
 
 
-def create_topics(bootstrap_servers: str, partitions: int = topic_names.DEFAULT_PARTITIONS, retries: int = 50) -> None:
+def create_topics(bootstrap_servers: str, partitions: int = topic_names.DEFAULT_PARTITIONS, retries: int = 50, **kafka_options) -> None:
     """Create every callpulse topic with ``partitions`` partitions (the broker auto-creates unknown topics
     with its own default on a metadata request, so this must happen before any client asks)."""
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -135,7 +140,7 @@ def create_topics(bootstrap_servers: str, partitions: int = topic_names.DEFAULT_
     last: Exception | None = None
     for _ in range(retries):
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="callpulse-admin", request_timeout_ms=5000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="callpulse-admin", request_timeout_ms=5000, **kafka_options)
             break
         except KafkaError as exc:
             last = exc

@@ -7,12 +7,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    """Every setting is also an environment variable: ``CALLPULSE_`` + the name in upper case."""
+
     model_config = SettingsConfigDict(env_prefix="CALLPULSE_", frozen=True, extra="ignore")
 
     # Where the real servers are. The demo and tests start embedded ones and fill these in.
     bootstrap_servers: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "cp"
+
+    # Kafka security (production clusters): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
 
     # Kafka / Faust
     app_id: str = "callpulse"
@@ -52,3 +61,13 @@ class Settings(BaseSettings):
     agent_metrics: bool = False            # per-agent Prometheus series (cardinality = number of agents)
     metrics_port: int = 9100
     metrics_host: str = "127.0.0.1"
+
+
+def kafka_python_options(s: Settings) -> dict:
+    """Security options for kafka-python clients (admin, producer) from the settings."""
+    opts: dict = {"security_protocol": s.kafka_security_protocol}
+    if s.kafka_security_protocol.startswith("SASL"):
+        opts.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_sasl_username, sasl_plain_password=s.kafka_sasl_password)
+    if s.kafka_ssl_cafile and s.kafka_security_protocol.endswith("SSL"):
+        opts["ssl_cafile"] = s.kafka_ssl_cafile
+    return opts
