@@ -42,7 +42,8 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
 
 def export_head(model: nn.Module, which: int, labels: tuple[str, ...], path: Path, description: str, arch: str) -> None:
     dummy = torch.zeros(2, int(WINDOW_S * SAMPLE_RATE_HZ))
-    torch.onnx.export(Head(model, which), (dummy,), str(path), input_names=["waveform"], output_names=["probabilities"],
+    head = Head(model, which).eval()   # a fresh Module is in training mode, and export restores it (and its submodules) afterwards
+    torch.onnx.export(head, (dummy,), str(path), input_names=["waveform"], output_names=["probabilities"],
                       dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "probabilities": {0: "batch"}},
                       opset_version=OPSET, dynamo=False)
     m = onnx.load(str(path))

@@ -1,0 +1,105 @@
+"""Render the measured tables into MODEL_CARD.md (between the tables markers) from reports/*.json.
+
+    python -m onnx_models.report
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+REPORTS = HERE / "reports"
+START, END = "<!-- tables:start -->", "<!-- tables:end -->"
+
+
+def ms(d: dict) -> str:
+    return f"{d['mean']:.3f} ± {d['std']:.3f}"
+
+
+def fold_stat(results: dict, path: tuple) -> dict:
+    vals = []
+    for f in results["folds"]:
+        v = f
+        for k in path:
+            v = v[k]
+        vals.append(v)
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+
+
+def table(rows: list[list[str]], head: list[str]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main() -> int:
+    evals = {p.stem.removeprefix("eval_"): json.loads(p.read_text()) for p in sorted(REPORTS.glob("eval_*.json"))}
+    parts = []
+    rows = []
+    for name, r in evals.items():
+        for corpus, k in (("RAVDESS (8 classes)", "ravdess"), ("EMOVO (7 classes)", "emovo")):
+            cells = [name, corpus]
+            for kind in ("clean", "telephone"):
+                for level in ("window", "clip"):
+                    cells.append(ms(fold_stat(r, (f"{k}/{kind}", level, "emotion", "ua"))))
+            cells.append(ms(fold_stat(r, (f"{k}/clean", "clip", "emotion", "macro_f1"))))
+            rows.append(cells)
+    parts.append("### Emotion, speakers held out (3 folds, mean ± std of unweighted accuracy)\n\n" + table(
+        rows, ["model", "test set", "UA clean, 2 s windows", "UA clean, clips", "UA telephone, windows", "UA telephone, clips", "macro-F1 clean, clips"]))
+    rows = []
+    for name, r in evals.items():
+        for pair, res in r["cross"].items():
+            dst = pair.split("->")[1]
+            cells = [name, pair.replace("->", " → ")]
+            for kind in ("clean", "telephone"):
+                for level in ("window", "clip"):
+                    cells.append(f"{res[f'{dst}/{kind}'][level]['emotion']['ua']:.3f}")
+            cells.append(f"{res[f'{dst}/clean']['clip']['emotion']['macro_f1']:.3f}")
+            rows.append(cells)
+    parts.append("### Emotion across corpora (6 shared classes; trained on one corpus, tested on every speaker of the other)\n\n" + table(
+        rows, ["model", "train → test", "UA clean, windows", "UA clean, clips", "UA telephone, windows", "UA telephone, clips", "macro-F1 clean, clips"]))
+    rows = []
+    for name, r in evals.items():
+        if name == "svm_mfcc":
+            continue
+        for k, corpus in (("ravdess", "RAVDESS"), ("emovo", "EMOVO")):
+            rows.append([name, corpus,
+                         ms(fold_stat(r, (f"{k}/clean", "clip", "sentiment_head", "ua"))), ms(fold_stat(r, (f"{k}/clean", "clip", "sentiment_head", "macro_f1"))),
+                         ms(fold_stat(r, (f"{k}/telephone", "clip", "sentiment_head", "ua"))),
+                         ms(fold_stat(r, (f"{k}/clean", "clip", "sentiment_derived", "ua"))), ms(fold_stat(r, (f"{k}/telephone", "clip", "sentiment_derived", "ua")))])
+    parts.append("### Sentiment (3 classes: negative, neutral, positive; surprised clips excluded), speakers held out\n\n" + table(
+        rows, ["model", "test set", "UA own head, clean", "macro-F1 own head, clean", "UA own head, telephone", "UA derived from emotion, clean", "UA derived, telephone"]))
+    for name, r in evals.items():
+        if name == "svm_mfcc":
+            continue
+        rows = []
+        for k, corpus in (("ravdess", "RAVDESS"), ("emovo", "EMOVO")):
+            labels = r["folds"][0][f"{k}/clean"]["labels"]
+            recall = {lab: np.mean([f[f"{k}/clean"]["clip"]["per_class_recall"][lab] for f in r["folds"]]) for lab in labels}
+            sexes = {s: np.mean([f[f"{k}/clean"]["clip"]["per_sex_ua"][s] for f in r["folds"]]) for s in ("f", "m")}
+            rows.append([corpus, ", ".join(f"{lab} {v:.2f}" for lab, v in recall.items()), f"{sexes['f']:.3f}", f"{sexes['m']:.3f}"])
+        parts.append(f"### Per class (recall) and per sex (UA), clean clips, {name}, mean over folds\n\n" + table(rows, ["test set", "recall per class", "UA women", "UA men"]))
+    cost = REPORTS / "cost.json"
+    if cost.exists():
+        c = json.loads(cost.read_text())
+        rows = [[n, f"{c[n]['bytes'] / 1e3:.0f} kB", f"{c[n]['ms_per_2s_window_batch1']:.3f}", f"{c[n]['ms_per_2s_window_batch32']:.3f}"] for n in ("emotion.onnx", "sentiment.onnx")]
+        parts.append("### Cost on one CPU core (onnxruntime, 1 intra-op thread, 2 s windows at 8 kHz)\n\n" + table(rows, ["file", "size", "ms / window, batch 1", "ms / window, batch 32"]))
+        if "fold0_int8" in c:
+            rows = [[v, f"{c[f'fold0_{v}']['ravdess/clean']:.3f}", f"{c[f'fold0_{v}']['emovo/clean']:.3f}", f"{c[f'fold0_{v}']['ravdess/telephone']:.3f}",
+                     f"{c[f'fold0_{v}_ms_batched']:.3f}", f"{c[f'fold0_{v}_bytes'] / 1e3:.0f} kB"] for v in ("fp32", "int8")]
+            parts.append("### INT8 (dynamic weight quantisation), fold 0 model on its held-out speakers, clips\n\n" + table(
+                rows, ["weights", "UA RAVDESS clean", "UA EMOVO clean", "UA RAVDESS telephone", "ms / window, batch 32", "size"]))
+    text = "\n\n".join(parts)
+    card = HERE / "MODEL_CARD.md"
+    doc = card.read_text()
+    a, b = doc.index(START) + len(START), doc.index(END)
+    card.write_text(doc[:a] + "\n\n" + text + "\n\n" + doc[b:])
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
