@@ -16,6 +16,7 @@ from tests.support import frames_for, tone_leg
 from workers.inference import Models
 from workers.metrics import WorkerMetrics
 from workers.pipeline import Pipeline, Record
+from workers.rules import RuleEngine, RuleSet
 
 T0 = 1_700_000_000.0
 
@@ -33,9 +34,18 @@ class Clock:
         return self.t
 
 
-def make_pipeline(models, clock=None, **settings):
+TEST_RULES = """
+rules:
+  - {name: customer_talks, severity: info, leg: customer, metric: customer_speech, op: ">", threshold: 0.5, for_s: 2, clear_threshold: 0.1}
+  - {name: agent_mood_swing, severity: warning, leg: agent, metric: agent_sentiment_avg, aggregate: drop_over, within_s: 10, op: ">", threshold: 0.0001}
+  - {name: overtalk, severity: info, metric: overtalk_step_s, aggregate: sum_over, within_s: 10, op: ">", threshold: 0.5, clear_threshold: 0.2}
+"""
+
+
+def make_pipeline(models, clock=None, rules=False, **settings):
     m = WorkerMetrics(CollectorRegistry())
-    p = Pipeline(Settings(**settings), models, models.emotion.labels, m, clock=clock or Clock())
+    engine = RuleEngine(RuleSet.from_yaml(TEST_RULES)) if rules else None
+    p = Pipeline(Settings(**settings), models, models.emotion.labels, m, engine, clock=clock or Clock())
     return p, m
 
 
@@ -95,8 +105,14 @@ def normalised(s):
     return {k: v for k, v in s.items()}
 
 
+def alerts_of(results):
+    return [(a.t, a.rule, a.state, a.value) for r in results for a in r.alerts]
+
+
 def test_duplicates_and_reordering_change_nothing(models):
-    clean = summary_of(run(make_pipeline(models)[0], call_records()))
+    clean_results = run(make_pipeline(models, rules=True)[0], call_records())
+    clean = summary_of(clean_results)
+    assert clean["alerts"] >= 3, "the test rules must fire for this test to mean anything"
     recs = call_records()
     rng = np.random.default_rng(3)
     audio = list(range(1, len(recs) - 1))
@@ -109,8 +125,10 @@ def test_duplicates_and_reordering_change_nothing(models):
             if rng.random() < 0.2:
                 messy.append(recs[j])
     messy.append(recs[-1])
-    p, m = make_pipeline(models)
-    assert summary_of(run(p, messy, batch=5)) == clean
+    p, m = make_pipeline(models, rules=True)
+    messy_results = run(p, messy, batch=5)
+    assert summary_of(messy_results) == clean
+    assert alerts_of(messy_results) == alerts_of(clean_results)
     assert m.chunks_dropped.labels("duplicate")._value.get() + m.chunks_dropped.labels("stale")._value.get() == len(messy) - len(recs)
 
 
@@ -119,21 +137,25 @@ def test_restore_from_saved_state_after_a_crash_gives_the_same_call(models, cut)
     """Simulate a crash after the batch ending at ``cut``: the new worker restores the Redis hash and re-reads
     from the committed offset (the first unacknowledged message). Nothing is lost or counted twice."""
     recs = call_records()
-    clean = summary_of(run(make_pipeline(models)[0], recs))
-    p1, _ = make_pipeline(models)
+    clean_results = run(make_pipeline(models, rules=True)[0], recs)
+    clean = summary_of(clean_results)
+    p1, _ = make_pipeline(models, rules=True)
     acked: set[int] = set()
     saved = {}
+    before = []
     for i in range(0, cut, 10):
         out = p1.process(recs[i:min(i + 10, cut)])
         acked.update(out.acks)
         saved.update(out.call_fields.get("c1", {}))
+        before.append(out)
     committed = min(set(range(len(recs))) - acked)
     assert committed > 0, "some messages must have been committed for this test to mean anything"
-    p2, m2 = make_pipeline(models)
+    p2, m2 = make_pipeline(models, rules=True)
     assert p2.needs_lookup("c1")
     p2.restore("c1", saved)
     results = run(p2, recs[committed:], batch=10)
     assert summary_of(results) == clean
+    assert alerts_of(before) + alerts_of(results) == alerts_of(clean_results), "no alert lost or raised twice"
     assert m2.calls_restored._value.get() == 1
 
 

@@ -45,6 +45,7 @@ class LegScores:
     trend: deque = field(default_factory=deque)  # (t, sentiment) within TREND_WINDOW_S
     last_step_speech: int = 0        # speech frames of the previous step (the first half of the next window)
     pending_masks: dict[int, np.ndarray] = field(default_factory=dict)  # step -> speech mask, until paired
+    pending_info: dict[int, dict] = field(default_factory=dict)         # step -> scores as of that step, until paired
 
     def add_step(self, mask: np.ndarray, level_db: np.ndarray) -> None:
         self.steps += 1
@@ -137,6 +138,7 @@ class CallState:
     scores: dict[str, LegScores] = field(default_factory=dict)
     conversation: Conversation = field(default_factory=Conversation)
     rules_state: dict = field(default_factory=dict)
+    risk_basis: dict = field(default_factory=dict)   # customer scores as of the last paired step
     end_requested: list | None = None   # [end event time, wall time it arrived]
 
     def __post_init__(self) -> None:
@@ -164,6 +166,7 @@ class CallState:
             "scores": {leg: s.to_dict() for leg, s in self.scores.items()},
             "masks": {leg: {str(k): np.packbits(m).tobytes().hex() + f":{m.size}" for k, m in s.pending_masks.items()} for leg, s in self.scores.items()},
             "conv": self.conversation.to_dict(), "rules": self.rules_state, "end": self.end_requested,
+            "info": {leg: {str(k): v for k, v in s.pending_info.items()} for leg, s in self.scores.items()}, "risk": self.risk_basis,
         }, separators=(",", ":"))
 
     @classmethod
@@ -181,5 +184,8 @@ class CallState:
                 c.scores[leg].pending_masks[int(k)] = np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), np.uint8))[: int(n)].astype(bool)
         c.conversation = Conversation.from_dict(d["conv"])
         c.rules_state = d.get("rules", {})
+        c.risk_basis = d.get("risk", {})
+        for leg in LEGS:
+            c.scores[leg].pending_info = {int(k): v for k, v in d.get("info", {}).get(leg, {}).items()}
         c.end_requested = d.get("end")
         return c

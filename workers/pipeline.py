@@ -322,25 +322,31 @@ class Pipeline:
             for j, probs, s in zip(scored, emotions, sentiment):
                 j.emotions = {label: round(float(p), 4) for label, p in zip(self.labels, probs)}
                 j.sentiment = float(s)
-        step_info: dict[tuple[str, str, int], _StepJob] = {}
         for j in jobs:
             sc = j.call.scores[j.leg]
             sc.add_step(j.mask, j.level_db)
+            # What the call-level step will need, frozen now: legs are paired later, maybe in another batch,
+            # and by then this leg may have moved on. Saved with the state, so batching never changes a result.
+            info: dict = {"speech": round(float(j.mask.mean()), 4), "cap": j.capture_end,
+                          "loud": round(sc.loudness_dbfs, 2) if j.mask.any() and sc.loudness_dbfs is not None else None}
             if j.emotions is not None:
                 sc.add_scores((j.k + 1) * self.s.hop_s, j.emotions, j.sentiment)
+                info.update(s=round(j.sentiment, 4), e=j.emotions, avg=round(sc.sentiment_avg, 4), ang=round(sc.anger_avg, 4),
+                            start=None if sc.sentiment_start is None else round(sc.sentiment_start, 4))
+            sc.pending_info[j.k] = info
             self.m.windows.labels(j.leg, "true" if j.emotions is not None else "false").inc()
-            step_info[(j.call.call_id, j.leg, j.k)] = j
             if j.capture_end is not None:
                 out.step_capture_ts.append(j.capture_end)
         for call in calls:
-            self._pair_steps(call, step_info, out, final=False)
+            self._pair_steps(call, out, final=False)
 
-    def _pair_steps(self, call: CallState, step_info: dict, out: BatchResult, final: bool) -> None:
+    def _pair_steps(self, call: CallState, out: BatchResult, final: bool) -> None:
         """Advance call-level steps while both legs (or one leg and a lagging/absent other) have masks."""
         a_sc, c_sc = call.scores["agent"], call.scores["customer"]
         for sc in (a_sc, c_sc):
             for k in [k for k in sc.pending_masks if k < call.steps_done]:
                 del sc.pending_masks[k]
+                sc.pending_info.pop(k, None)
         while True:
             k = call.steps_done
             ma, mc = a_sc.pending_masks.get(k), c_sc.pending_masks.get(k)
@@ -357,60 +363,58 @@ class Pipeline:
             conv = call.conversation.step(ma[:n], mc[:n])
             a_sc.pending_masks.pop(k, None)
             c_sc.pending_masks.pop(k, None)
+            info = {"agent": a_sc.pending_info.pop(k, None), "customer": c_sc.pending_info.pop(k, None)}
             call.steps_done = k + 1
             t = call.steps_done * self.s.hop_s
-            metrics = self._rule_metrics(call, step_info, k, conv)
-            risk = self._risk(call, conv)
+            cust = info["customer"]
+            if cust and "avg" in cust:
+                call.risk_basis = {"avg": cust["avg"], "ang": cust["ang"], "start": cust["start"]}
+            metrics = self._rule_metrics(info, conv)
+            risk = self._risk(call, conv["silence_run_s"])
             metrics["risk"] = risk
-            at = self._capture_time(call, step_info, k)
+            at = next((i["cap"] for i in info.values() if i and i["cap"] is not None), call.updated_at or self.clock())
             call.updated_at = at
             for leg, mask in (("agent", ma), ("customer", mc)):
                 entry = {"t": f"{t:g}", "leg": leg, "speech": f"{mask.mean():.2f}", "silence": str(conv["silence"]),
                          "overtalk": f"{conv['overtalk_step_s']:.2f}"}
-                j = step_info.get((call.call_id, leg, k))
-                if j is not None and j.emotions is not None:
-                    top = max(j.emotions, key=j.emotions.get)
-                    entry.update(sentiment=f"{j.sentiment:.3f}", emotion=top, emotion_score=f"{j.emotions[top]:.3f}")
-                if call.scores[leg].loudness_dbfs is not None and mask.any():
-                    entry["loudness_dbfs"] = f"{call.scores[leg].loudness_dbfs:.1f}"
+                i = info[leg]
+                if i and "e" in i:
+                    top = max(i["e"], key=i["e"].get)
+                    entry.update(sentiment=f"{i['s']:.3f}", emotion=top, emotion_score=f"{i['e'][top]:.3f}")
+                if i and i["loud"] is not None:
+                    entry["loudness_dbfs"] = f"{i['loud']:.1f}"
                 out.timeline.append((call.call_id, entry))
             if self.rules is not None:
                 for alert in self.rules.evaluate(call.call_id, t, at, metrics):
                     self._on_alert(call, alert, out)
                 call.rules_state = self.rules.export_state(call.call_id)
 
-    def _capture_time(self, call: CallState, step_info: dict, k: int) -> float:
-        for leg in LEGS:
-            j = step_info.get((call.call_id, leg, k))
-            if j is not None and j.capture_end is not None:
-                return j.capture_end
-        return call.updated_at or self.clock()
-
-    def _rule_metrics(self, call: CallState, step_info: dict, k: int, conv: dict) -> dict[str, float]:
+    @staticmethod
+    def _rule_metrics(info: dict, conv: dict) -> dict[str, float]:
         m: dict[str, float] = {"silence_run_s": conv["silence_run_s"], "overtalk_step_s": conv["overtalk_step_s"]}
-        for leg in LEGS:
-            sc = call.scores[leg]
-            j = step_info.get((call.call_id, leg, k))
-            if j is not None:
-                m[f"{leg}_speech"] = float(j.mask.mean())
-            if j is not None and j.emotions is not None:
-                m[f"{leg}_sentiment"] = j.sentiment
-                m[f"{leg}_sentiment_avg"] = sc.sentiment_avg
-                for label, p in j.emotions.items():
+        for leg, i in info.items():
+            if i is None:
+                continue
+            m[f"{leg}_speech"] = i["speech"]
+            if "e" in i:
+                m[f"{leg}_sentiment"] = i["s"]
+                m[f"{leg}_sentiment_avg"] = i["avg"]
+                for label, p in i["e"].items():
                     m[f"{leg}_{label}"] = p
         return m
 
-    def _risk(self, call: CallState, conv: dict) -> float:
-        """Call risk 0..100 (README, "Risk score"): weighted customer negativity, anger, sentiment drop,
-        current silence, recent overtalk and open alerts."""
-        cust = call.scores["customer"]
-        neg = min(max(-(cust.sentiment_avg or 0.0), 0.0), 1.0)
+    @staticmethod
+    def _risk(call: CallState, silence_run_s: float) -> float:
+        """Call risk 0..100 (README, "Conversation metrics"): weighted customer negativity, anger, sentiment drop,
+        current silence, recent overtalk and open alerts, from the customer's scores as of the last paired step."""
+        b = call.risk_basis
+        neg = min(max(-(b.get("avg") or 0.0), 0.0), 1.0)
         drop = 0.0
-        if cust.sentiment_start is not None and cust.sentiment_avg is not None:
-            drop = min(max(cust.sentiment_start - cust.sentiment_avg, 0.0), 1.0)
-        silence = min(conv["silence_run_s"] / 30.0, 1.0)
+        if b.get("start") is not None and b.get("avg") is not None:
+            drop = min(max(b["start"] - b["avg"], 0.0), 1.0)
+        silence = min(silence_run_s / 30.0, 1.0)
         overtalk = min(call.conversation.overtalk_recent_s / 5.0, 1.0)
-        score = 0.35 * neg + 0.25 * min(cust.anger_avg, 1.0) + 0.15 * drop + 0.10 * silence + 0.10 * overtalk + 0.05 * (call.alerts_open > 0)
+        score = 0.35 * neg + 0.25 * min(b.get("ang", 0.0), 1.0) + 0.15 * drop + 0.10 * silence + 0.10 * overtalk + 0.05 * (call.alerts_open > 0)
         return round(100.0 * score, 1)
 
     def _on_alert(self, call: CallState, alert, out: BatchResult) -> None:
@@ -429,7 +433,7 @@ class Pipeline:
         for leg in LEGS:
             call.audio[leg].flush_pending()
         self._analyse([call], out)
-        self._pair_steps(call, {}, out, final=True)
+        self._pair_steps(call, out, final=True)
         call.status = "ended"
         summary = self._summary(call, reason, ended_at)
         out.summaries.append(summary)
@@ -495,7 +499,7 @@ class Pipeline:
         }
         if call.started_at:
             f["started_at"] = f"{call.started_at:.3f}"
-        risk = self._risk(call, {"silence_run_s": conv.silence_run * FRAME_S})
+        risk = self._risk(call, conv.silence_run * FRAME_S)
         f["risk"] = f"{risk:g}"
         for leg in LEGS:
             sc = call.scores[leg]
