@@ -1,0 +1,60 @@
+"""`callpulse demo` as a user runs it: everything starts on 127.0.0.1, live calls show up in Redis, on /metrics
+and on the dashboard, and everything stops when it ends."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream.localstack import free_port
+from support import wait_for
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path):
+    mport, dport = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CALLPULSE_DEMO_LOGDIR": str(tmp_path)}
+    env.pop("CALLPULSE_BOOTSTRAP_SERVERS", None)
+    env.pop("CALLPULSE_REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "demo", "--duration", "45", "--metrics-port", str(mport),
+                             "--dashboard-port", str(dport)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        while True:
+            line = proc.stdout.readline()
+            assert line, "demo exited early:\n" + "".join(lines)
+            lines.append(line)
+            if "replaying the sample calls" in line:
+                break
+        text = "".join(lines)
+        redis_url = re.search(r"embedded Redis \(Valkey\)\s+(redis://127\.0\.0\.1:\d+/0)", text).group(1)
+        assert re.search(r"embedded broker \(tansu\)\s+127\.0\.0\.1:\d+", text)
+        user, password = re.search(r"\(user (\S+), password (\S+)\)", text).groups()
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        ids = wait_for(lambda: r.zrange("cp:calls:active", 0, -1), 40, what="live calls in Redis")
+        assert {i.rsplit("-", 1)[0] for i in ids} <= {"demo-it-angry", "demo-en-silence", "demo-en-happy"}
+        wait_for(lambda: r.hget(f"cp:call:{ids[0]}", "customer_windows") not in (None, "0"), 30, what="scores")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        assert re.search(r"^callpulse_chunks_total\{leg=\"agent\"\} [1-9]", metrics, re.M)
+        req = urllib.request.Request(f"http://127.0.0.1:{dport}/api/calls")
+        import base64
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+        assert b"demo-" in urllib.request.urlopen(req, timeout=5).read()
+        rest, _ = proc.communicate(timeout=90)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, "".join(lines)
+    assert "stopped: worker, dashboard, broker and Redis" in "".join(lines)
+    time.sleep(0.5)
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(redis_url).ping()
