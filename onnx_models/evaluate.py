@@ -140,16 +140,21 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=prin
     return results
 
 
+def fold_stat(results: dict, path: tuple) -> dict:
+    """Mean and standard deviation over folds of the number at ``path`` in each fold's results."""
+    vals = []
+    for f in results["folds"]:
+        v = f
+        for key in path:
+            v = v[key]
+        vals.append(v)
+    return {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4)}
+
+
 def summarise(results: dict) -> dict:
     """Mean and standard deviation over folds of the headline numbers."""
     def stat(path):
-        vals = []
-        for f in results["folds"]:
-            v = f
-            for key in path:
-                v = v[key]
-            vals.append(v)
-        return {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4)}
+        return fold_stat(results, path)
     out = {}
     for corpus in ("ravdess", "emovo"):
         for kind in ("clean", "telephone"):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .evaluate import fold_stat
+
 HERE = Path(__file__).parent
 REPORTS = HERE / "reports"
 START, END = "<!-- tables:start -->", "<!-- tables:end -->"
@@ -17,16 +19,6 @@ START, END = "<!-- tables:start -->", "<!-- tables:end -->"
 
 def ms(d: dict) -> str:
     return f"{d['mean']:.3f} ± {d['std']:.3f}"
-
-
-def fold_stat(results: dict, path: tuple) -> dict:
-    vals = []
-    for f in results["folds"]:
-        v = f
-        for k in path:
-            v = v[k]
-        vals.append(v)
-    return {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
 
 
 def table(rows: list[list[str]], head: list[str]) -> str:
