@@ -179,3 +179,43 @@ def test_a_killed_worker_resumes_every_call_without_loss_or_double_counting(stac
         assert STATE_FIELD in redis_client.hgetall(K.call("crash"))
     finally:
         second.stop()
+
+
+def test_a_rebalance_moves_live_calls_to_a_new_worker_without_loss(stack, worker_env, redis_client):
+    """Four calls in flight; a second worker joins mid-call and takes over some partitions. Every call must end
+    with the summary of an undisturbed run, and the new worker must have restored the calls it took over."""
+    duration = 24.0
+    call_legs = {"agent": tone_leg([(0, 6), (10, 16)], duration, seed=5), "customer": tone_leg([(5, 11), (15, 22)], duration, seed=6)}
+    ids = [f"move-{i}" for i in range(6)]
+    first = WorkerProcess(worker_env, "first").start()
+    second = None
+    try:
+        with CallProducer(stack.bootstrap_servers) as p:
+            send_call(p, "reference", frames_for("reference", call_legs, t0=T0), duration=duration)
+            frames = {cid: frames_for(cid, call_legs, t0=T0) for cid in ids}
+            for cid in ids:
+                p.start_call(cid, ts=T0, queue="billing", campaign="spring", agent_id="a7", language="en", direction="inbound")
+                for _, _, data in frames[cid][:120]:
+                    p.send_raw(topics.AUDIO, cid.encode(), data)
+        wait_for(lambda: ended(redis_client, "reference") and all(float(redis_client.hget(K.call(c), "duration_s") or 0) >= 10 for c in ids),
+                 90, what="calls in flight")
+        second = WorkerProcess(worker_env, "second").start()
+        wait_for(lambda: second.metric("callpulse_calls_restored_total") > 0 or first.metric("callpulse_active_calls") < len(ids), 60,
+                 what="the rebalance")
+        with CallProducer(stack.bootstrap_servers) as p:
+            for cid in ids:
+                for _, _, data in frames[cid][120:]:
+                    p.send_raw(topics.AUDIO, cid.encode(), data)
+                p.end_call(cid, ts=T0 + duration)
+        wait_for(lambda: all(ended(redis_client, c) for c in ids), 90, what="every moved call to end")
+        ref = json.loads(redis_client.get(K.summary("reference")))
+        ref.pop("call_id")
+        for cid in ids:
+            got = json.loads(redis_client.get(K.summary(cid)))
+            got.pop("call_id")
+            assert got == ref, cid
+        assert second.metric("callpulse_calls_restored_total") >= 1
+    finally:
+        first.stop()
+        if second:
+            second.stop()
