@@ -271,3 +271,15 @@ def test_an_end_event_that_overtakes_all_the_audio_waits_for_it(models):
     clean = summary_of(run(make_pipeline(models)[0], recs))
     first = [recs[0], recs[-1]] + recs[1:-1]
     assert summary_of(run(make_pipeline(models)[0], first)) == clean
+
+
+@pytest.mark.parametrize("chunk_s", [0.02, 0.5, 2.0])
+def test_any_chunk_size_from_20_ms_to_2_s_gives_the_same_call(models, chunk_s):
+    def records(chunk):
+        legs = {"agent": tone_leg([(0, 5), (9, 12)], 20.0, seed=1), "customer": tone_leg([(4, 8), (11, 15)], 20.0, seed=2)}
+        recs = [Record(topics.EVENTS, b"c1", CallEvent(type="start", call_id="c1", ts=T0, queue="billing", agent_id="a7").to_bytes())]
+        recs += [Record(topics.AUDIO, b"c1", data) for _, _, data in frames_for("c1", legs, chunk_s=chunk, t0=T0)]
+        recs.append(Record(topics.EVENTS, b"c1", CallEvent(type="end", call_id="c1", ts=T0 + 20).to_bytes()))
+        return recs
+    reference = summary_of(run(make_pipeline(models, rules=True)[0], records(0.2)))
+    assert summary_of(run(make_pipeline(models, rules=True)[0], records(chunk_s), batch=64)) == reference
