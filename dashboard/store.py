@@ -7,10 +7,10 @@ import time
 
 import redis.asyncio as aioredis
 
-from stream.redis_keys import STATE_FIELD, Keys
+from stream.redis_keys import CALL_FIELDS, LEG_FIELDS, LEGS, STATE_FIELD, Keys
 
-SPARK_POINTS = 60        # per leg: the last minute of steps
 MAX_CALLS = 500
+WALL_FIELDS = list(CALL_FIELDS) + [f"{leg}_{f}" for leg in LEGS for f in LEG_FIELDS]
 
 
 def _public(h: dict) -> dict:
@@ -19,7 +19,7 @@ def _public(h: dict) -> dict:
     for k, v in h.items():
         if k == STATE_FIELD:
             continue
-        if k.endswith("_emotions"):
+        if k.endswith("_emotions") or k.endswith("_spark") or k == "marks":
             try:
                 out[k] = json.loads(v)
             except ValueError:
@@ -38,32 +38,23 @@ class Store:
         self.keys = Keys(prefix)
 
     async def calls(self, limit: int = MAX_CALLS) -> list[dict]:
+        """One ZREVRANGE and one HMGET per call of the public fields only (the workers keep the sparklines in
+        the hash, so no timeline stream is read here)."""
         ids = await self.r.zrevrange(self.keys.active, 0, limit - 1)
         if not ids:
             return []
         pipe = self.r.pipeline(transaction=False)
         for cid in ids:
-            pipe.hgetall(self.keys.call(cid))
-            pipe.xrevrange(self.keys.timeline(cid), count=2 * SPARK_POINTS)
+            pipe.hmget(self.keys.call(cid), WALL_FIELDS)
         rows = await pipe.execute()
         out = []
-        for cid, h, tl in zip(ids, rows[0::2], rows[1::2]):
+        for row in rows:
+            h = {k: v for k, v in zip(WALL_FIELDS, row) if v is not None}
             if not h:
                 continue
-            call = _public(h)
-            spark: dict[str, list] = {"agent": [], "customer": []}
-            marks = {"silence": [], "overtalk": []}
-            for _, e in reversed(tl):
-                leg = e.get("leg")
-                if leg in spark and "sentiment" in e:
-                    spark[leg].append([float(e["t"]), float(e["sentiment"])])
-                if leg == "customer":
-                    if e.get("silence") == "1":
-                        marks["silence"].append(float(e["t"]))
-                    if float(e.get("overtalk", 0)) > 0:
-                        marks["overtalk"].append(float(e["t"]))
-            call["spark"] = spark
-            call["marks"] = marks
+            call = _public({k: v for k, v in h.items() if not k.endswith("spark") and k != "marks"})
+            call["spark"] = {leg: json.loads(h.get(f"{leg}_spark") or "[]") for leg in LEGS}
+            call["marks"] = json.loads(h.get("marks") or '{"silence": [], "overtalk": []}')
             out.append(call)
         out.sort(key=lambda c: -float(c.get("risk", 0)))
         return out

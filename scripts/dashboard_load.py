@@ -30,7 +30,10 @@ def seed(r: redis.Redis, n: int, steps: int = 120) -> None:
         cid = f"load-{i}"
         pipe.hset(k.call(cid), mapping={"call_id": cid, "status": "active", "queue": f"q{i % 5}", "agent_id": f"a{i % 40}",
                                         "duration_s": steps, "risk": i % 100, "customer_sentiment_avg": -0.2, "customer_emotion": "neutral",
-                                        "customer_emotions": json.dumps({"neutral": 0.7, "angry": 0.3}), "_state": "x" * 3000})
+                                        "customer_emotions": json.dumps({"neutral": 0.7, "angry": 0.3}), "_state": "x" * 3000,
+                                        "customer_spark": json.dumps([[t, 0.1] for t in range(steps - 60, steps)]),
+                                        "agent_spark": json.dumps([[t, 0.2] for t in range(steps - 60, steps)]),
+                                        "marks": json.dumps({"silence": [steps - 3], "overtalk": []})})
         for t in range(1, steps + 1):
             for leg in ("agent", "customer"):
                 pipe.xadd(k.timeline(cid), {"t": t, "leg": leg, "speech": 0.5, "silence": 0, "overtalk": 0, "sentiment": 0.1})

@@ -26,7 +26,8 @@ CALL_FIELDS = (
     "call_id", "status", "started_at", "updated_at", "ended_at", "duration_s",
     "agent_id", "queue", "campaign", "language", "direction",
     "overtalk_s", "silence_s", "longest_silence_s", "interruptions_agent", "interruptions_customer",
-    "risk", "alerts_open", "worker",
+    "risk", "alerts_open", "alerts", "worker", "silence_run_s", "turns_agent", "turns_customer",
+    "marks",              # JSON {"silence": [t...], "overtalk": [t...]}: steps of the last minute, for the wall
 )
 LEG_FIELDS = (
     "sentiment",          # current window, -1..+1 (p_positive - p_negative)
@@ -38,6 +39,7 @@ LEG_FIELDS = (
     "emotion_score",      # its probability
     "emotions",           # JSON {label: probability} for the current window
     "speech_s", "talk_ratio", "loudness_dbfs", "windows",
+    "spark",              # JSON [[t, sentiment], ...] over the last minute, for the wall's sparklines
 )
 # Internal field holding the exact restorable state (derived numbers only, never audio).
 STATE_FIELD = "_state"

@@ -139,6 +139,7 @@ class CallState:
     conversation: Conversation = field(default_factory=Conversation)
     rules_state: dict = field(default_factory=dict)
     risk_basis: dict = field(default_factory=dict)   # customer scores as of the last paired step
+    recent_marks: deque = field(default_factory=deque)  # (t, silence, overtalk) of the last minute: display only, not saved
     end_requested: list | None = None   # [end event time, wall time it arrived]
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ from .vad import FRAME_S
 
 END_TOLERANCE_S = 0.05   # capture clocks of audio and events agree to better than this
 MAX_LEG_LAG_STEPS = 5   # a leg this far behind (or absent) counts as silent for call-level metrics
+SPARK_WINDOW_S = 60.0
 SENTIMENT_NEGATIVE_BELOW = -0.2
 SENTIMENT_POSITIVE_ABOVE = 0.2
 SENTIMENT_IMPROVED_BY = 0.2
@@ -374,6 +375,10 @@ class Pipeline:
             metrics["risk"] = risk
             at = next((i["cap"] for i in info.values() if i and i["cap"] is not None), call.updated_at or self.clock())
             call.updated_at = at
+            if conv["silence"] or conv["overtalk_step_s"] > 0:
+                call.recent_marks.append((t, conv["silence"], 1 if conv["overtalk_step_s"] > 0 else 0))
+            while call.recent_marks and call.recent_marks[0][0] <= t - SPARK_WINDOW_S:
+                call.recent_marks.popleft()
             for leg, mask in (("agent", ma), ("customer", mc)):
                 entry = {"t": f"{t:g}", "leg": leg, "speech": f"{mask.mean():.2f}", "silence": str(conv["silence"]),
                          "overtalk": f"{conv['overtalk_step_s']:.2f}"}
@@ -513,11 +518,14 @@ class Pipeline:
                               ("sentiment_min", sc.sentiment_min), ("sentiment_trend", sc.sentiment_trend), ("loudness_dbfs", sc.loudness_dbfs)):
                 if val is not None:
                     f[p + name] = f"{val:.3f}"
+            # the dashboard's sparkline: (call time, sentiment) over the last minute, from the trend window
+            f[p + "spark"] = _json([[round(t, 1), round(v, 3)] for t, v in sc.trend])
             if sc.emotions:
                 top = max(sc.emotions, key=sc.emotions.get)
                 f[p + "emotion"] = top
                 f[p + "emotion_score"] = f"{sc.emotions[top]:.3f}"
                 f[p + "emotions"] = _json(sc.emotions)
+        f["marks"] = _json({"silence": [m[0] for m in call.recent_marks if m[1]], "overtalk": [m[0] for m in call.recent_marks if m[2]]})
         f[STATE_FIELD] = call.to_state()
         return f
 

@@ -74,8 +74,15 @@ async function drill(id) {
     if (e.leg === "customer" && e.overtalk > 0) svg += `<rect x="${x(e.t - 1)}" y="226" width="${W / T}" height="8" fill="var(--neg)"><title>overtalk ${fmt(e.overtalk, 1)} s</title></rect>`;
   }
   for (const leg of ["agent", "customer"]) {
-    const pts = c.timeline.filter((e) => e.leg === leg && e.sentiment !== undefined).map((e) => `${x(e.t).toFixed(1)},${y(e.sentiment).toFixed(1)}`).join(" ");
-    svg += `<polyline fill="none" stroke="var(--${leg})" stroke-width="2.5" points="${pts}"/>`;
+    // one polyline per talk stretch: a line across a silence would invent scores nobody measured
+    let run = [], last = -1e9;
+    const flush = () => { if (run.length) svg += `<polyline fill="none" stroke="var(--${leg})" stroke-width="2.5" points="${run.join(" ")}"/>`; run = []; };
+    for (const e of c.timeline.filter((e) => e.leg === leg && e.sentiment !== undefined)) {
+      if (e.t - last > 3) flush();
+      run.push(`${x(e.t).toFixed(1)},${y(e.sentiment).toFixed(1)}`);
+      last = e.t;
+    }
+    flush();
   }
   $("#timeline").innerHTML = svg;
   const emos = c.timeline.filter((e) => e.leg === "customer" && e.emotion).map((e) => `${mmss(e.t)} ${esc(e.emotion)}`);
