@@ -15,7 +15,7 @@ from tests.support import WorkerProcess, frames_for, tone_leg, wait_for
 
 pytestmark = pytest.mark.integration
 K = Keys()
-T0 = time.time()
+T0 = time.time() - 120   # the call "happened" two minutes ago: its KPIs fall in the 15 min window
 
 
 def legs(duration=16.0):
@@ -79,6 +79,10 @@ def test_a_call_end_to_end_lands_in_redis_and_prometheus(stack, worker_env, redi
         values = [json.loads(m.value) for m in consumer]
         consumer.close()
         assert [v["call_id"] for v in values] == ["e2e-1"]
+        # the group leader turns summaries into manager KPIs in Redis
+        kpi = wait_for(lambda: redis_client.hgetall(K.kpi("queue", "billing")), 30, what="KPIs for the billing queue")
+        assert float(kpi["15m.calls"]) == 1 and float(kpi["15m.aht_s"]) == 16.0
+        assert "campaign:spring" in redis_client.smembers(K.kpis) and "agent:a7" in redis_client.smembers(K.kpis)
     finally:
         worker.stop()
 

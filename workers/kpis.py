@@ -13,6 +13,7 @@ DIMENSIONS = ("queue", "campaign", "agent")
 NEGATIVE_END_BELOW = -0.2     # a call "ends negative" when the customer's final rolling sentiment is below this
 IMPROVED_BY = 0.2             # ... and "improved" when it ends this much above where it started
 DAY_S = 86_400.0
+CLOCK_SKEW_S = 60.0           # an end time this far ahead of our clock (gateway clock skew) still counts as ended now
 _DIM_FIELD = {"queue": "queue", "campaign": "campaign", "agent": "agent_id"}
 
 
@@ -59,7 +60,7 @@ def compute_kpis(summaries: Iterable[Mapping], now: float, windows=KPI_WINDOWS, 
         row: dict[str, float] = {}
         for name, length in windows:
             start = window_start(name, length, now)
-            inside = [c for c in calls if start <= float(c["ended_at"]) <= now]
+            inside = [c for c in calls if start <= float(c["ended_at"]) <= now + CLOCK_SKEW_S]
             for kpi, value in _kpis(inside).items():
                 row[f"{name}.{kpi}"] = value
         table[key] = row

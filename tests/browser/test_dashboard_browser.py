@@ -1,10 +1,12 @@
 """Headless Chromium on the dashboard while a sample call is replayed through the real broker, worker and Redis."""
 
+import json
 import os
 import re
 import threading
 
 import pytest
+from kafka import KafkaConsumer
 
 from dashboard_support import browser_page, chromium_path, dashboard_server, screenshots_dir
 from stream.producer import CallProducer
@@ -56,6 +58,13 @@ def test_live_call_scores_and_an_alert_appear_update_and_can_be_acknowledged(sta
             page.locator("#close").click()
             page.click('nav button[data-view="kpis"]')
             page.screenshot(path=f"{shots}/kpis.png")
+        # the same alert went to Kafka, with a stable id shared by its open and clear events
+        consumer = KafkaConsumer("calls.alerts", bootstrap_servers=stack.bootstrap_servers, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=8000, enable_auto_commit=False)
+        alerts = [json.loads(m.value) for m in consumer]
+        consumer.close()
+        silence = [a for a in alerts if a["rule"] == "long_silence" and a["call_id"] == call.call_id]
+        assert silence and silence[0]["state"] == "open" and silence[0]["severity"] == "info"
     finally:
         done.set()
         worker.stop()
