@@ -24,7 +24,7 @@ from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
 from .augment import telephone_band
 from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, windows_of
-from .labels import EMOTIONS, EMOVO_EMOTIONS, SENTIMENTS, SHARED_EMOTIONS
+from .labels import EMOTIONS, EMOVO_EMOTIONS, SHARED_EMOTIONS
 
 NEG, NEU, POS = ([EMOTIONS.index(e) for e in ("angry", "disgust", "fearful", "sad")],
                  [EMOTIONS.index(e) for e in ("neutral", "calm")], [EMOTIONS.index("happy")])

@@ -6,10 +6,10 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from .settings import Settings, kafka_python_options
 
@@ -48,12 +48,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import load_call, load_sample_calls, replay
     s = _settings(args)
     with CallProducer(s.bootstrap_servers, **kafka_python_options(s)) as producer:
-        loop = 0
         while True:
-            calls = [load_call(f) for f in args.files] if args.files else load_sample_calls(f"-{int(time.time())}")
+            suffix = f"-{int(time.time())}"   # a new call id per pass: an ended call never takes more audio
+            calls = [load_call(f, f"{Path(f.split('+')[0]).stem}{suffix}") for f in args.files] if args.files else load_sample_calls(suffix)
             sent = replay(producer, calls, speed=args.speed, chunk_ms=args.chunk_ms, encoding=args.encoding)
             print(f"replayed {len(calls)} call(s), {sent} chunks")
-            loop += 1
             if not args.loop:
                 return 0
 

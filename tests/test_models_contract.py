@@ -67,8 +67,6 @@ def test_manifest_matches_the_files():
 def test_front_end_parity_with_training_code():
     torch = pytest.importorskip("torch", reason="torch is a training extra")
     from onnx_models.frontend import LogMel
-    import onnx
-    from onnx import helper
     # The exported graph embeds the front-end; check the first stage directly against the torch module by
     # exporting LogMel alone and comparing.
     import io

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from statistics import fmean
 
@@ -23,8 +24,10 @@ from stream.app import create_app, declare_topics
 from stream.settings import Settings
 
 from .inference import Models
+from .kpi_job import make_kpi_job
 from .metrics import METRICS, WorkerMetrics
 from .pipeline import BatchResult, Pipeline, Record
+from .rules import RuleEngine, RuleSet
 from .sinks import KafkaSink, RedisSink
 
 log = logging.getLogger(__name__)
@@ -51,9 +54,7 @@ class Worker:
         self.app.agent(self.topics["input"], name="callpulse.analyse")(self.consume)
         self.app.timer(TIMER_INTERVAL_S)(self.tick)
         self.app.on_partitions_revoked.connect(self.on_revoked)
-        kpi_job = _kpi_job(self)
-        if kpi_job is not None:
-            self.app.timer(settings.kpi_interval_s, on_leader=True)(kpi_job)
+        self.app.timer(settings.kpi_interval_s, on_leader=True)(make_kpi_job(self.redis, settings, metrics))
 
     async def consume(self, stream: faust.StreamT) -> None:
         self.stream = stream
@@ -80,8 +81,7 @@ class Worker:
 
     async def tick(self) -> None:
         """Timeouts, alert-rule reloads and gauges, once a second."""
-        if self.rules is not None:
-            self.rules.maybe_reload()
+        self.rules.maybe_reload()
         async with self.lock:
             result = await asyncio.get_running_loop().run_in_executor(self.executor, self.pipeline.expire)
             await self._emit(result)
@@ -128,22 +128,9 @@ def _forget_payloads(events, acked) -> None:
             event.value = None
 
 
-def _load_rules(settings: Settings):
-    try:
-        from .rules import RuleEngine, RuleSet
-    except ImportError:
-        return None
-    from pathlib import Path
+def _load_rules(settings: Settings) -> RuleEngine:
     path = settings.rules_path or str(Path(__file__).with_name("default_rules.yaml"))
     return RuleEngine(RuleSet.load(path), path, step_s=settings.hop_s)
-
-
-def _kpi_job(worker: "Worker"):
-    try:
-        from .kpi_job import make_kpi_job
-    except ImportError:
-        return None
-    return make_kpi_job(worker.redis, worker.s, worker.m)
 
 
 def run_worker(settings: Settings, metrics_port: int | None = None, loglevel: str = "info") -> None:

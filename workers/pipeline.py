@@ -17,7 +17,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 
 from stream import topics
-from stream.events import CallEvent, EventError, decode_event
+from stream.events import EventError, decode_event
 from stream.frame import FrameError, decode_frame
 from stream.redis_keys import LEGS, STATE_FIELD
 from stream.settings import Settings
