@@ -281,6 +281,7 @@ class Pipeline:
         for call_id in [c for c, held in self.orphans.items() if now - held[0][0] > self.s.start_grace_s]:
             for _, rec, frame in self.orphans.pop(call_id):
                 self._dead(out, rec, "unknown_call", f"chunk seq {frame.seq} for call {call_id!r}: no start event within {self.s.start_grace_s:g} s")
+            self.looked_up.discard(call_id)
         already = {c.call_id for c, _, _ in ending}
         for call in list(self.calls.values()):
             if call.call_id not in already and now - call.last_seen > self.s.inactivity_timeout_s:
@@ -446,6 +447,7 @@ class Pipeline:
         for leg in LEGS:
             out.acks.extend(call.audio[leg].release_all())
         self.calls.pop(call.call_id, None)
+        self.looked_up.discard(call.call_id)   # `ended` answers for it from now on, and is pruned
         self.ended[call.call_id] = self.clock()
         if self.rules is not None:
             self.rules.forget(call.call_id)
