@@ -7,6 +7,7 @@ import hashlib
 import json
 import secrets
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -83,14 +84,25 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     async def kpis(_: str = Depends(user)) -> dict:
         return await store.kpis()
 
+    cache = {"at": 0.0, "body": "", "digest": ""}
+    cache_lock = asyncio.Lock()
+
+    async def snapshot() -> tuple[str, str]:
+        """One Redis read per PUSH_INTERVAL_S however many supervisors are connected."""
+        async with cache_lock:
+            now = time.monotonic()
+            if now - cache["at"] >= PUSH_INTERVAL_S:
+                snap = {"calls": await store.calls(), "alerts": await store.alerts(50), "kpis": await store.kpis()}
+                body = json.dumps(snap, separators=(",", ":"))
+                cache.update(at=now, body=body, digest=hashlib.blake2b(body.encode(), digest_size=8).hexdigest())
+            return cache["body"], cache["digest"]
+
     @app.get("/api/stream", summary="Server-sent events: a 'snapshot' event whenever calls, alerts or KPIs change")
     async def stream(request: Request, _: str = Depends(user)) -> StreamingResponse:
         async def events():
             last = ""
             while not await request.is_disconnected():
-                snap = {"calls": await store.calls(), "alerts": (await store.alerts(50)), "kpis": await store.kpis()}
-                body = json.dumps(snap, separators=(",", ":"))
-                digest = hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
+                body, digest = await snapshot()
                 if digest != last:
                     last = digest
                     yield f"event: snapshot\ndata: {body}\n\n"
