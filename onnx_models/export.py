@@ -20,7 +20,7 @@ from .labels import EMOTIONS, SENTIMENTS
 from .models import ARCHITECTURES
 
 OPSET = 17
-MODEL_VERSION = "0.1.0"
+MODEL_VERSION = "0.2.0"
 
 
 class Head(nn.Module):

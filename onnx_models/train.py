@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .augment import random_channel
 from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, speech_crop
-from .labels import EMOTIONS, NO_SENTIMENT
+from .labels import EMOTIONS, NO_SENTIMENT, SENTIMENTS
 from .models import ARCHITECTURES
 
 BATCH = 64
@@ -39,8 +39,9 @@ def select(clips: list[Clip], corpora: tuple[str, ...], exclude_speakers: set[st
     return [c for c in clips if c.corpus in corpora and c.speaker not in exclude_speakers]
 
 
-def class_weights(clips: list[Clip]) -> torch.Tensor:
-    counts = np.bincount([c.label for c in clips], minlength=len(EMOTIONS)).astype(np.float64)
+def balanced_weights(labels: list[int], n_classes: int) -> torch.Tensor:
+    """Inverse-frequency class weights (mean 1 over the classes present); labels < 0 are ignored."""
+    counts = np.bincount([y for y in labels if y >= 0], minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / (counts > 0).sum(), 0.0)
     return torch.tensor(w, dtype=torch.float32)
 
@@ -63,8 +64,11 @@ def train(clips: list[Clip], arch: str = "tcnn", epochs: int = 30, seed: int = 0
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     steps = epochs * int(np.ceil(len(epoch_order(clips, np.random.default_rng(0))) / BATCH))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
-    emo_loss = nn.CrossEntropyLoss(weight=class_weights(clips), label_smoothing=LABEL_SMOOTHING)
-    sent_loss = nn.CrossEntropyLoss(ignore_index=NO_SENTIMENT, label_smoothing=LABEL_SMOOTHING)
+    emo_loss = nn.CrossEntropyLoss(weight=balanced_weights([c.label for c in clips], len(EMOTIONS)), label_smoothing=LABEL_SMOOTHING)
+    # Four acted emotions map to "negative", so negative clips outnumber the rest about 3:1: without weights the
+    # sentiment head learns that prior and reads calm speakers as negative.
+    sent_loss = nn.CrossEntropyLoss(weight=balanced_weights([c.sentiment for c in clips], len(SENTIMENTS)),
+                                    ignore_index=NO_SENTIMENT, label_smoothing=LABEL_SMOOTHING)
     babble = [c.audio for c in clips[:: max(1, len(clips) // 200)]]
     history = {"epoch": [], "loss": [], "val_ua": []}
     for epoch in range(epochs):
