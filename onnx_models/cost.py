@@ -68,7 +68,7 @@ def int8_check(fold0: Path, out: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=HERE / "reports")
-    p.add_argument("--fold0", type=Path, default=Path("artifacts/fold0_tcnn.pt"))
+    p.add_argument("--fold0", type=Path, default=Path("artifacts/fold0_cnn2d.pt"))
     args = p.parse_args(argv)
     res: dict = {}
     for name in ("emotion.onnx", "sentiment.onnx"):

@@ -20,7 +20,7 @@ from .labels import EMOTIONS, SENTIMENTS
 from .models import ARCHITECTURES
 
 OPSET = 17
-MODEL_VERSION = "0.2.0"
+MODEL_VERSION = "0.3.0"
 
 
 class Head(nn.Module):

@@ -23,6 +23,32 @@ class AttentionPool(nn.Module):
         return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=1)
 
 
+class SpecAugment(nn.Module):
+    """Training only: zero ``masks`` random stripes of up to ``max_bands`` mel bands and of up to ``max_frames``
+    frames in each normalised log-mel window. The identity in eval mode, so the exported graph has no trace of it."""
+
+    def __init__(self, masks: int = 2, max_bands: int = 5, max_frames: int = 9) -> None:
+        super().__init__()
+        self.masks, self.max_bands, self.max_frames = masks, max_bands, max_frames
+
+    def _stripes(self, batch: int, length: int, widest: int) -> torch.Tensor:
+        """[batch, length] True where one of the random stripes falls."""
+        pos = torch.arange(length).unsqueeze(0)
+        hit = torch.zeros(batch, length, dtype=torch.bool)
+        for _ in range(self.masks):
+            width = torch.randint(0, widest + 1, (batch, 1))
+            start = (torch.rand(batch, 1) * (length - width + 1)).floor()
+            hit |= (pos >= start) & (pos < start + width)
+        return hit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.masks == 0:
+            return x
+        b, bands, frames = x.shape
+        keep = ~(self._stripes(b, bands, self.max_bands).unsqueeze(2) | self._stripes(b, frames, self.max_frames).unsqueeze(1))
+        return x * keep
+
+
 def _block(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU())
 
@@ -33,6 +59,7 @@ class TemporalCNN(nn.Module):
     def __init__(self, width: int = 96, dropout: float = 0.3) -> None:
         super().__init__()
         self.frontend = LogMel()
+        self.augment = SpecAugment()
         self.body = nn.Sequential(
             _block(N_MELS, width, 5, 1), _block(width, width, 3, 2), _block(width, width + 32, 3, 2), _block(width + 32, width + 32, 3, 2),
         )
@@ -42,7 +69,39 @@ class TemporalCNN(nn.Module):
         self.sentiment = nn.Linear(2 * (width + 32), len(SENTIMENTS))
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.pool(self.body(self.frontend(wave))))
+        return self.drop(self.pool(self.body(self.augment(self.frontend(wave)))))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.embed(wave)
+        return self.emotion(z), self.sentiment(z)
+
+
+def _block2d(cin: int, cout: int, stride: int | tuple[int, int]) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class SpectrogramCNN(nn.Module):
+    """2-D convolutions over the log-mel image (local time-frequency patterns: pitch movement, formant shifts,
+    harmonic energy), then 1-D convolutions over time with the frequency rows as channels, attention pooling.
+    ~10 M multiply-adds per 2 s window."""
+
+    def __init__(self, channels: int = 16, width: int = 128, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.frontend = LogMel()
+        self.augment = SpecAugment()
+        # frequency / 4, time / 2
+        self.image = nn.Sequential(_block2d(1, channels, 1), _block2d(channels, channels, (2, 1)), _block2d(channels, 2 * channels, 2))
+        rows = 2 * channels * ((N_MELS + 3) // 4)
+        self.body = nn.Sequential(_block(rows, width, 3, 1), _block(width, width, 3, 2), _block(width, width, 3, 2))
+        self.pool = AttentionPool(width)
+        self.drop = nn.Dropout(dropout)
+        self.emotion = nn.Linear(2 * width, len(EMOTIONS))
+        self.sentiment = nn.Linear(2 * width, len(SENTIMENTS))
+
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        h = self.image(self.augment(self.frontend(wave)).unsqueeze(1))        # [B, C, mels / 4, frames / 2]
+        h = h.flatten(1, 2)                                                     # [B, C * mels / 4, frames / 2]
+        return self.drop(self.pool(self.body(h)))
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.embed(wave)
@@ -55,6 +114,7 @@ class CRNN(nn.Module):
     def __init__(self, width: int = 64, hidden: int = 64, dropout: float = 0.3) -> None:
         super().__init__()
         self.frontend = LogMel()
+        self.augment = SpecAugment()
         self.body = nn.Sequential(_block(N_MELS, width, 5, 1), _block(width, width, 3, 2))
         self.gru = nn.GRU(width, hidden, batch_first=True, bidirectional=True)
         self.pool = AttentionPool(2 * hidden)
@@ -63,7 +123,7 @@ class CRNN(nn.Module):
         self.sentiment = nn.Linear(4 * hidden, len(SENTIMENTS))
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        h = self.body(self.frontend(wave)).transpose(1, 2)
+        h = self.body(self.augment(self.frontend(wave))).transpose(1, 2)
         h, _ = self.gru(h)
         return self.drop(self.pool(h.transpose(1, 2)))
 
@@ -72,4 +132,4 @@ class CRNN(nn.Module):
         return self.emotion(z), self.sentiment(z)
 
 
-ARCHITECTURES = {"tcnn": TemporalCNN, "crnn": CRNN}
+ARCHITECTURES = {"tcnn": TemporalCNN, "cnn2d": SpectrogramCNN, "crnn": CRNN}

@@ -27,9 +27,22 @@ def table(rows: list[list[str]], head: list[str]) -> str:
     return "\n".join(out)
 
 
+def models_table(evals: dict) -> str:
+    """What was compared: parameters and training recipe of each model in the tables."""
+    from .models import ARCHITECTURES
+    rows = []
+    for name, r in evals.items():
+        if name in ARCHITECTURES:
+            params = sum(p.numel() for p in ARCHITECTURES[name]().parameters())
+            rows.append([name, ARCHITECTURES[name].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {r['seed']}"])
+        else:
+            rows.append([name, "MFCC statistics + RBF SVM (baselines.py)", "-", "-"])
+    return "### Models compared (same folds, same test clips)\n\n" + table(rows, ["model", "class", "parameters", "training"])
+
+
 def main() -> int:
     evals = {p.stem.removeprefix("eval_"): json.loads(p.read_text()) for p in sorted(REPORTS.glob("eval_*.json"))}
-    parts = []
+    parts = [models_table(evals)]
     rows = []
     for name, r in evals.items():
         for corpus, k in (("RAVDESS (8 classes)", "ravdess"), ("EMOVO (7 classes)", "emovo")):
