@@ -1,7 +1,7 @@
 """Honest evaluation: speakers never seen in training, across corpora, clean and telephone-band, on the 2 s
 windows the workers score and on whole clips. Unweighted (balanced) accuracy and macro-F1.
 
-    python -m onnx_models.evaluate --epochs 30 --out onnx_models/reports       # every protocol, ~30 min on 2 cores
+    python -m onnx_models.evaluate --arch cnn2d tcnn crnn --epochs 80 --out onnx_models/reports   # every protocol, ~40 min per arch on one core
 
 Protocols:
 - speaker-independent: 3 folds; each holds out 1/3 of the speakers of BOTH corpora (EMOVO: one woman and
@@ -178,7 +178,7 @@ def summarise(results: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--arch", nargs="+", default=["tcnn"])
+    p.add_argument("--arch", nargs="+", default=["cnn2d"])
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
