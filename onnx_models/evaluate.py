@@ -113,30 +113,56 @@ def evaluate_model(model, test: list[Clip], label_sets: dict[str, tuple[str, ...
     return out
 
 
-def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=print, checkpoint_dir: Path | None = None) -> dict:
+def _run_task(task: tuple) -> tuple[tuple, dict, dict]:
+    """One training and its test: ("fold", k) holds out fold k's speakers; ("cross", src, dst) trains on one corpus.
+    Runs in a worker process with one torch thread, so the tasks of a protocol can run side by side."""
     from .train import select, train
-    results: dict = {"arch": arch, "epochs": epochs, "seed": seed, "folds": [], "cross": {}, "histories": []}
-    folds = speaker_folds(clips)
-    for k, held in enumerate(folds):
-        t0 = time.time()
+    clips, arch, epochs, seed, checkpoint_dir, threads = _TASK_CONTEXT
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    if task[0] == "fold":
+        held = speaker_folds(clips)[task[1]]
         model, hist = train(select(clips, ("ravdess", "emovo"), held), arch, epochs, seed, log=lambda *_: None)
-        test = [c for c in clips if c.speaker in held]
-        r = evaluate_model(model, test, {"ravdess": tuple(EMOTIONS), "emovo": EMOVO_EMOTIONS})
+        r = evaluate_model(model, [c for c in clips if c.speaker in held], {"ravdess": tuple(EMOTIONS), "emovo": EMOVO_EMOTIONS})
         r["held_out"] = sorted(held)
-        r["train_seconds"] = round(time.time() - t0, 1)
-        results["folds"].append(r)
-        results["histories"].append(hist)
-        if k == 0 and checkpoint_dir is not None:   # kept for the INT8 check on speakers it never saw
+        if task[1] == 0 and checkpoint_dir is not None:   # kept for the INT8 check on speakers it never saw
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             torch.save({"arch": arch, "state": model.state_dict(), "held_out": sorted(held), "epochs": epochs, "seed": seed},
                        checkpoint_dir / f"fold0_{arch}.pt")
-        log(f"[{arch}] fold {k}: RAVDESS UA {r['ravdess/clean']['clip']['emotion']['ua']:.3f} (phone {r['ravdess/telephone']['clip']['emotion']['ua']:.3f}), "
-            f"EMOVO UA {r['emovo/clean']['clip']['emotion']['ua']:.3f} (phone {r['emovo/telephone']['clip']['emotion']['ua']:.3f})")
-    for src, dst in (("ravdess", "emovo"), ("emovo", "ravdess")):
-        model, _ = train(select(clips, (src,)), arch, epochs, seed, log=lambda *_: None)
-        test = [c for c in clips if c.corpus == dst]
-        results["cross"][f"{src}->{dst}"] = evaluate_model(model, test, {dst: SHARED_EMOTIONS})
-        log(f"[{arch}] {src}->{dst}: UA {results['cross'][f'{src}->{dst}'][f'{dst}/clean']['clip']['emotion']['ua']:.3f}")
+    else:
+        _, src, dst = task
+        model, hist = train(select(clips, (src,)), arch, epochs, seed, log=lambda *_: None)
+        r = evaluate_model(model, [c for c in clips if c.corpus == dst], {dst: SHARED_EMOTIONS})
+    r["train_seconds"] = round(time.time() - t0, 1)
+    return task, r, hist
+
+
+_TASK_CONTEXT: tuple = ()
+
+
+def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=print, checkpoint_dir: Path | None = None,
+                  jobs: int = 1) -> dict:
+    """Every protocol for one architecture: 3 speaker folds and both cross-corpus directions, ``jobs`` trainings at
+    a time (each in its own process with one thread; jobs=1 runs them here with the caller's thread count)."""
+    global _TASK_CONTEXT
+    _TASK_CONTEXT = (clips, arch, epochs, seed, checkpoint_dir, 1 if jobs > 1 else torch.get_num_threads())
+    tasks = [("fold", k) for k in range(len(speaker_folds(clips)))] + [("cross", "ravdess", "emovo"), ("cross", "emovo", "ravdess")]
+    if jobs > 1:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:   # fork: the workers inherit the loaded clips
+            done = pool.map(_run_task, tasks, chunksize=1)
+    else:
+        done = [_run_task(t) for t in tasks]
+    results: dict = {"arch": arch, "epochs": epochs, "seed": seed, "folds": [], "cross": {}, "histories": []}
+    for task, r, hist in done:
+        if task[0] == "fold":
+            results["folds"].append(r)
+            results["histories"].append(hist)
+            log(f"[{arch}] fold {task[1]}: RAVDESS UA {r['ravdess/clean']['clip']['emotion']['ua']:.3f} (phone {r['ravdess/telephone']['clip']['emotion']['ua']:.3f}), "
+                f"EMOVO UA {r['emovo/clean']['clip']['emotion']['ua']:.3f} (phone {r['emovo/telephone']['clip']['emotion']['ua']:.3f})")
+        else:
+            results["cross"][f"{task[1]}->{task[2]}"] = r
+            log(f"[{arch}] {task[1]}->{task[2]}: UA {r[f'{task[2]}/clean']['clip']['emotion']['ua']:.3f}")
     return results
 
 
@@ -181,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", nargs="+", default=["cnn2d"])
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
+    p.add_argument("--jobs", type=int, default=1, help="trainings side by side, one process and one thread each")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -189,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in args.arch:
         t0 = time.time()
-        results = run_protocols(clips, arch, args.epochs, args.seed, checkpoint_dir=Path("artifacts"))
+        results = run_protocols(clips, arch, args.epochs, args.seed, checkpoint_dir=Path("artifacts"), jobs=args.jobs)
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
         (args.out / f"eval_{arch}.json").write_text(json.dumps(results, indent=1))
