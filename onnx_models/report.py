@@ -32,9 +32,10 @@ def models_table(evals: dict) -> str:
     from .models import ARCHITECTURES
     rows = []
     for name, r in evals.items():
-        if name in ARCHITECTURES:
-            params = sum(p.numel() for p in ARCHITECTURES[name]().parameters())
-            rows.append([name, ARCHITECTURES[name].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {r['seed']}"])
+        arch = r.get("arch")
+        if arch in ARCHITECTURES:
+            params = sum(p.numel() for p in ARCHITECTURES[arch]().parameters())
+            rows.append([name, ARCHITECTURES[arch].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {r['seed']}"])
         else:
             rows.append([name, "MFCC statistics + RBF SVM (baselines.py)", "-", "-"])
     return "### Models compared (same folds, same test clips)\n\n" + table(rows, ["model", "class", "parameters", "training"])
