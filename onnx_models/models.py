@@ -54,7 +54,7 @@ def _block(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
 
 
 class TemporalCNN(nn.Module):
-    """1-D convolutions over time with the mel bands as channels (cheap: ~3 M multiply-adds per 2 s window)."""
+    """1-D convolutions over time with the mel bands as channels (cheap: ~5 M multiply-adds per 2 s window)."""
 
     def __init__(self, width: int = 96, dropout: float = 0.3) -> None:
         super().__init__()
@@ -83,7 +83,7 @@ def _block2d(cin: int, cout: int, stride: int | tuple[int, int]) -> nn.Sequentia
 class SpectrogramCNN(nn.Module):
     """2-D convolutions over the log-mel image (local time-frequency patterns: pitch movement, formant shifts,
     harmonic energy), then 1-D convolutions over time with the frequency rows as channels, attention pooling.
-    ~10 M multiply-adds per 2 s window."""
+    ~15 M multiply-adds per 2 s window (plus ~7 M in the front-end)."""
 
     def __init__(self, channels: int = 16, width: int = 128, dropout: float = 0.3) -> None:
         super().__init__()
