@@ -42,9 +42,9 @@ def int8_check(fold0: Path, out: dict) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .data import DEFAULT_DATA, load_all
-    from .evaluate import evaluate_model
+    from .evaluate import FOLD_LABEL_SETS, evaluate_model
     from .export import export_head, load_checkpoint
-    from .labels import EMOTIONS, EMOVO_EMOTIONS
+    from .labels import EMOTIONS
 
     model, ckpt = load_checkpoint(fold0)
     clips = [c for c in load_all(DEFAULT_DATA) if c.speaker in set(ckpt["held_out"])]
@@ -59,7 +59,7 @@ def int8_check(fold0: Path, out: dict) -> None:
                 p = s.run(None, {"waveform": x.numpy()})[0]
                 logits = torch.from_numpy(np.log(np.maximum(p, 1e-9)))
                 return logits, torch.zeros(len(p), 3)
-            r = evaluate_model(as_model, clips, {"ravdess": tuple(EMOTIONS), "emovo": EMOVO_EMOTIONS})
+            r = evaluate_model(as_model, clips, FOLD_LABEL_SETS)
             out[f"fold0_{name}"] = {k: v["clip"]["emotion"]["ua"] for k, v in r.items()}
             out[f"fold0_{name}_ms_batched"] = round(ms_per_window(s, 32), 3)
             out[f"fold0_{name}_bytes"] = path.stat().st_size

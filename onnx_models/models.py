@@ -49,11 +49,25 @@ class SpecAugment(nn.Module):
         return x * keep
 
 
+class TwoHeadNet(nn.Module):
+    """A waveform embedding (``embed``) read by two linear heads: emotion logits and sentiment logits."""
+
+    emotion: nn.Linear
+    sentiment: nn.Linear
+
+    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.embed(wave)
+        return self.emotion(z), self.sentiment(z)
+
+
 def _block(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU())
 
 
-class TemporalCNN(nn.Module):
+class TemporalCNN(TwoHeadNet):
     """1-D convolutions over time with the mel bands as channels (cheap: ~5 M multiply-adds per 2 s window)."""
 
     def __init__(self, width: int = 96, dropout: float = 0.3) -> None:
@@ -71,16 +85,12 @@ class TemporalCNN(nn.Module):
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         return self.drop(self.pool(self.body(self.augment(self.frontend(wave)))))
 
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.embed(wave)
-        return self.emotion(z), self.sentiment(z)
-
 
 def _block2d(cin: int, cout: int, stride: int | tuple[int, int]) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
-class SpectrogramCNN(nn.Module):
+class SpectrogramCNN(TwoHeadNet):
     """2-D convolutions over the log-mel image (local time-frequency patterns: pitch movement, formant shifts,
     harmonic energy), then 1-D convolutions over time with the frequency rows as channels, attention pooling.
     ~15 M multiply-adds per 2 s window (plus ~7 M in the front-end)."""
@@ -103,12 +113,8 @@ class SpectrogramCNN(nn.Module):
         h = h.flatten(1, 2)                                                     # [B, C * mels / 4, frames / 2]
         return self.drop(self.pool(self.body(h)))
 
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.embed(wave)
-        return self.emotion(z), self.sentiment(z)
 
-
-class CRNN(nn.Module):
+class CRNN(TwoHeadNet):
     """Convolutions then a bidirectional GRU over time, attention pooling (the costlier comparison model)."""
 
     def __init__(self, width: int = 64, hidden: int = 64, dropout: float = 0.3) -> None:
@@ -126,10 +132,6 @@ class CRNN(nn.Module):
         h = self.body(self.augment(self.frontend(wave))).transpose(1, 2)
         h, _ = self.gru(h)
         return self.drop(self.pool(h.transpose(1, 2)))
-
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.embed(wave)
-        return self.emotion(z), self.sentiment(z)
 
 
 ARCHITECTURES = {"tcnn": TemporalCNN, "cnn2d": SpectrogramCNN, "crnn": CRNN}

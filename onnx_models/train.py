@@ -104,9 +104,8 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
 def held_out_scores(model: nn.Module, test: list[Clip]) -> dict[str, float]:
     """Clip-level emotion UA on the held-out speakers, per corpus (RAVDESS 8 classes, EMOVO 7), clean and telephone:
     the quick single-fold check used for ablations; `evaluate` runs the full protocol."""
-    from .evaluate import evaluate_model
-    from .labels import EMOVO_EMOTIONS
-    r = evaluate_model(model, test, {"ravdess": EMOTIONS, "emovo": EMOVO_EMOTIONS})
+    from .evaluate import FOLD_LABEL_SETS, evaluate_model
+    r = evaluate_model(model, test, FOLD_LABEL_SETS)
     return {k: v["clip"]["emotion"]["ua"] for k, v in r.items()}
 
 
