@@ -78,7 +78,8 @@ def windows_of(audio: np.ndarray) -> list[np.ndarray]:
         if share >= MIN_SPEECH_SHARE:
             out.append(audio[start:start + WINDOW])
     if not out:   # very short or quiet clip: its loudest window
-        energy = np.convolve(audio ** 2, np.ones(WINDOW), mode="valid")[::FRAME]
+        power = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
+        energy = power[WINDOW::FRAME] - power[:len(audio) - WINDOW + 1:FRAME]    # sliding 2 s sums, one per frame
         start = int(np.argmax(energy)) * FRAME
         out.append(audio[start:start + WINDOW])
     return out

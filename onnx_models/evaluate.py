@@ -106,67 +106,126 @@ def quick_ua(model, clips: list[Clip]) -> float:
     return score(clips, emo, sent, tuple(EMOTIONS))["clip"]["emotion"]["ua"]
 
 
-def evaluate_model(model, test: list[Clip], label_sets: dict[str, tuple[str, ...]]) -> dict:
+Predictions = dict[str, tuple[list[np.ndarray], list[np.ndarray]]]   # channel -> (emotion, sentiment) per clip
+
+
+def predict_channels(model, test: list[Clip]) -> Predictions:
+    return {kind: predict(model, channel(test, kind)) for kind in ("clean", "telephone")}
+
+
+def mean_predictions(preds: list[Predictions]) -> Predictions:
+    """A seed ensemble: the mean of its members' window probabilities (what the exported ensemble computes)."""
+    return {kind: tuple([np.mean([p[kind][head][i] for p in preds], axis=0) for i in range(len(preds[0][kind][head]))]
+                        for head in (0, 1)) for kind in preds[0]}
+
+
+def score_channels(test: list[Clip], preds: Predictions, label_sets: dict[str, tuple[str, ...]]) -> dict:
     out = {}
-    for kind in ("clean", "telephone"):
-        emo, sent = predict(model, channel(test, kind))
+    for kind, (emo, sent) in preds.items():
         for name, labels in label_sets.items():
             subset = [i for i, c in enumerate(test) if c.corpus == name or name == "both"]
             out[f"{name}/{kind}"] = score([test[i] for i in subset], [emo[i] for i in subset], [sent[i] for i in subset], labels)
     return out
 
 
-def _run_task(task: tuple) -> tuple[tuple, dict, dict]:
-    """One training and its test: ("fold", k) holds out fold k's speakers; ("cross", src, dst) trains on one corpus.
-    Runs in a worker process with one torch thread, so the tasks of a protocol can run side by side."""
-    from .train import select, train
-    clips, arch, epochs, seed, checkpoint_dir, threads = _TASK_CONTEXT
-    torch.set_num_threads(threads)
-    t0 = time.time()
+def evaluate_model(model, test: list[Clip], label_sets: dict[str, tuple[str, ...]]) -> dict:
+    return score_channels(test, predict_channels(model, test), label_sets)
+
+
+Task = tuple   # ("fold", k): hold out fold k's speakers; ("cross", src, dst): train on one corpus, test on the other
+
+
+def task_data(clips: list[Clip], task: Task) -> tuple[list[Clip], list[Clip], dict[str, tuple[str, ...]]]:
+    """Training clips, test clips and the label sets to score them on."""
+    from .train import select
     if task[0] == "fold":
         held = speaker_folds(clips)[task[1]]
-        model, hist = train(select(clips, ("ravdess", "emovo"), held), arch, epochs, seed, log=lambda *_: None)
-        r = evaluate_model(model, [c for c in clips if c.speaker in held], FOLD_LABEL_SETS)
-        r["held_out"] = sorted(held)
-        if task[1] == 0 and checkpoint_dir is not None:   # kept for the INT8 check on speakers it never saw
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            torch.save({"arch": arch, "state": model.state_dict(), "held_out": sorted(held), "epochs": epochs, "seed": seed},
-                       checkpoint_dir / f"fold0_{arch}.pt")
-    else:
-        _, src, dst = task
-        model, hist = train(select(clips, (src,)), arch, epochs, seed, log=lambda *_: None)
-        r = evaluate_model(model, [c for c in clips if c.corpus == dst], {dst: SHARED_EMOTIONS})
-    r["train_seconds"] = round(time.time() - t0, 1)
-    return task, r, hist
+        return select(clips, ("ravdess", "emovo"), held), [c for c in clips if c.speaker in held], FOLD_LABEL_SETS
+    _, src, dst = task
+    return select(clips, (src,)), [c for c in clips if c.corpus == dst], {dst: SHARED_EMOTIONS}
+
+
+def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, float]:
+    """One training (one task, one seed) and its predictions on the task's test clips. Runs in a worker process
+    with one torch thread, so the trainings of a protocol can run side by side."""
+    from .train import train
+    task, seed = job
+    clips, arch, epochs, checkpoint_dir, threads = _TASK_CONTEXT
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    train_clips, test, _ = task_data(clips, task)
+    model, hist = train(train_clips, arch, epochs, seed, log=lambda *_: None, progress=not _IN_POOL)
+    preds = predict_channels(model, test)
+    if task == ("fold", 0) and checkpoint_dir is not None and seed == _FIRST_SEED:   # kept for the INT8 check on speakers it never saw
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"arch": arch, "state": model.state_dict(), "held_out": sorted(speaker_folds(clips)[0]), "epochs": epochs, "seed": seed},
+                   checkpoint_dir / f"fold0_{arch}.pt")
+    return task, seed, preds, hist, round(time.time() - t0, 1)
 
 
 _TASK_CONTEXT: tuple = ()
+_FIRST_SEED = 0
+_IN_POOL = False     # pool workers draw no progress bars (they would interleave)
 
 
-def run_protocols(clips: list[Clip], arch: str, epochs: int, seed: int, log=print, checkpoint_dir: Path | None = None,
+def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], log=print, checkpoint_dir: Path | None = None,
                   jobs: int = 1) -> dict:
-    """Every protocol for one architecture: 3 speaker folds and both cross-corpus directions, ``jobs`` trainings at
-    a time (each in its own process with one thread; jobs=1 runs them here with the caller's thread count)."""
-    global _TASK_CONTEXT
-    _TASK_CONTEXT = (clips, arch, epochs, seed, checkpoint_dir, 1 if jobs > 1 else torch.get_num_threads())
+    """Every protocol for one architecture: 3 speaker folds and both cross-corpus directions, one training per
+    seed, ``jobs`` trainings at a time (each in its own process with one thread; jobs=1 runs them here with the
+    caller's thread count). With several seeds the results are those of their ensemble (mean probabilities), and
+    ``members`` holds the headline numbers of each seed alone and of the ensembles of its first k seeds."""
+    global _TASK_CONTEXT, _FIRST_SEED, _IN_POOL
+    _TASK_CONTEXT = (clips, arch, epochs, checkpoint_dir, 1 if jobs > 1 else torch.get_num_threads())
+    _FIRST_SEED, _IN_POOL = seeds[0], jobs > 1
     tasks = [("fold", k) for k in range(len(speaker_folds(clips)))] + [("cross", "ravdess", "emovo"), ("cross", "emovo", "ravdess")]
+    jobs_list = [(t, s) for s in seeds for t in tasks]
+    done = []
     if jobs > 1:
         import multiprocessing
         with multiprocessing.get_context("fork").Pool(jobs) as pool:   # fork: the workers inherit the loaded clips
-            done = pool.map(_run_task, tasks, chunksize=1)
+            for d in pool.imap_unordered(_run_task, jobs_list, chunksize=1):
+                done.append(d)
+                log(f"[{arch}] {' '.join(map(str, d[0]))}, seed {d[1]}: trained and scored in {d[4]:.0f} s ({len(done)}/{len(jobs_list)})")
     else:
-        done = [_run_task(t) for t in tasks]
-    results: dict = {"arch": arch, "epochs": epochs, "seed": seed, "folds": [], "cross": {}, "histories": []}
-    for task, r, hist in done:
-        if task[0] == "fold":
-            results["folds"].append(r)
-            results["histories"].append(hist)
-            log(f"[{arch}] fold {task[1]}: RAVDESS UA {r['ravdess/clean']['clip']['emotion']['ua']:.3f} (phone {r['ravdess/telephone']['clip']['emotion']['ua']:.3f}), "
-                f"EMOVO UA {r['emovo/clean']['clip']['emotion']['ua']:.3f} (phone {r['emovo/telephone']['clip']['emotion']['ua']:.3f})")
-        else:
-            results["cross"][f"{task[1]}->{task[2]}"] = r
-            log(f"[{arch}] {task[1]}->{task[2]}: UA {r[f'{task[2]}/clean']['clip']['emotion']['ua']:.3f}")
+        done = [_run_task(j) for j in jobs_list]
+    by_job = {(task, seed): (preds, hist, secs) for task, seed, preds, hist, secs in done}
+
+    def results_for(members: list[int]) -> dict:
+        results: dict = {"arch": arch, "epochs": epochs, "seed": members[0] if len(members) == 1 else members,
+                         "folds": [], "cross": {}, "histories": []}
+        for task in tasks:
+            _, test, label_sets = task_data(clips, task)
+            r = score_channels(test, mean_predictions([by_job[(task, s)][0] for s in members]), label_sets)
+            r["train_seconds"] = [by_job[(task, s)][2] for s in members]
+            if task[0] == "fold":
+                r["held_out"] = sorted(speaker_folds(clips)[task[1]])
+                results["folds"].append(r)
+                results["histories"].append(by_job[(task, members[0])][1])
+            else:
+                results["cross"][f"{task[1]}->{task[2]}"] = r
+        return results
+
+    results = results_for(seeds)
+    if len(seeds) > 1:
+        results["members"] = {f"seed {s}": headline(summarise(results_for([s]))) for s in seeds}
+        results["members"].update({f"first {k} seeds": headline(summarise(results_for(seeds[:k]))) for k in range(2, len(seeds))})
+    for k, f in enumerate(results["folds"]):
+        log(f"[{arch}] fold {k}: RAVDESS UA {f['ravdess/clean']['clip']['emotion']['ua']:.3f} (phone {f['ravdess/telephone']['clip']['emotion']['ua']:.3f}), "
+            f"EMOVO UA {f['emovo/clean']['clip']['emotion']['ua']:.3f} (phone {f['emovo/telephone']['clip']['emotion']['ua']:.3f})")
+    for pair, r in results["cross"].items():
+        log(f"[{arch}] {pair}: UA {r[pair.split('->')[1] + '/clean']['clip']['emotion']['ua']:.3f}")
     return results
+
+
+def headline(summary: dict) -> dict:
+    """The numbers a model is judged by (clean clips; mean over folds for the speaker folds)."""
+    return {"ravdess_ua": summary["ravdess/clean/clip"]["emotion_ua"]["mean"], "emovo_ua": summary["emovo/clean/clip"]["emotion_ua"]["mean"],
+            "ravdess_telephone_ua": summary["ravdess/telephone/clip"]["emotion_ua"]["mean"],
+            "emovo_telephone_ua": summary["emovo/telephone/clip"]["emotion_ua"]["mean"],
+            "ravdess_sentiment_ua": summary["ravdess/clean/clip"]["sentiment_head_ua"]["mean"],
+            "emovo_sentiment_ua": summary["emovo/clean/clip"]["sentiment_head_ua"]["mean"],
+            **{f"cross {k.split('/')[0].removeprefix('cross ')}": v["emotion_ua"] for k, v in summary.items()
+               if k.startswith("cross") and k.endswith("/clean/clip")}}
 
 
 def fold_stat(results: dict, path: tuple) -> dict:
@@ -209,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--arch", nargs="+", default=["cnn2d"])
     p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="several seeds: score their ensemble (and each alone)")
     p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
     p.add_argument("--jobs", type=int, default=1, help="trainings side by side, one process and one thread each")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
@@ -219,12 +278,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in args.arch:
         t0 = time.time()
-        results = run_protocols(clips, arch, args.epochs, args.seed, checkpoint_dir=Path("artifacts"), jobs=args.jobs)
+        results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=Path("artifacts"), jobs=args.jobs)
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
-        (args.out / f"eval_{arch}.json").write_text(json.dumps(results, indent=1))
+        name = arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}"
+        (args.out / f"eval_{name}.json").write_text(json.dumps(results, indent=1))
         from .plots import plot_results
-        plot_results(results, args.out, arch)
+        plot_results(results, args.out, name)
+        if "members" in results:
+            print(json.dumps(results["members"], indent=1))
         print(json.dumps(results["summary"], indent=1))
     return 0
 

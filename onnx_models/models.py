@@ -50,17 +50,38 @@ class SpecAugment(nn.Module):
 
 
 class TwoHeadNet(nn.Module):
-    """A waveform embedding (``embed``) read by two linear heads: emotion logits and sentiment logits."""
+    """Waveform -> log-mel front-end -> (SpecAugment in training) -> embedding (``embed``) -> two linear heads:
+    emotion logits and sentiment logits."""
 
+    frontend: LogMel
+    augment: SpecAugment
     emotion: nn.Linear
     sentiment: nn.Linear
 
-    def embed(self, wave: torch.Tensor) -> torch.Tensor:
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, N_MELS, frames] normalised log-mel -> [B, D]."""
         raise NotImplementedError
 
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.embed(wave)
+    def classify(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.embed(self.augment(features))
         return self.emotion(z), self.sentiment(z)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.classify(self.frontend(wave))
+
+
+class SeedEnsemble(nn.Module):
+    """Networks of one architecture trained with different seeds, sharing one front-end: the mean of their
+    probabilities, returned as log-probabilities so that a softmax (as for a single network) gives that mean."""
+
+    def __init__(self, members: list[TwoHeadNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.members[0].frontend(wave)      # parameter-free and identical in every member
+        outs = [m.classify(features) for m in self.members]
+        return tuple(torch.log(torch.stack([torch.softmax(o[head], dim=1) for o in outs]).mean(dim=0)) for head in (0, 1))
 
 
 def _block(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
@@ -82,8 +103,8 @@ class TemporalCNN(TwoHeadNet):
         self.emotion = nn.Linear(2 * (width + 32), len(EMOTIONS))
         self.sentiment = nn.Linear(2 * (width + 32), len(SENTIMENTS))
 
-    def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.pool(self.body(self.augment(self.frontend(wave)))))
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.pool(self.body(features)))
 
 
 def _block2d(cin: int, cout: int, stride: int | tuple[int, int]) -> nn.Sequential:
@@ -108,8 +129,8 @@ class SpectrogramCNN(TwoHeadNet):
         self.emotion = nn.Linear(2 * width, len(EMOTIONS))
         self.sentiment = nn.Linear(2 * width, len(SENTIMENTS))
 
-    def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        h = self.image(self.augment(self.frontend(wave)).unsqueeze(1))        # [B, C, mels / 4, frames / 2]
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        h = self.image(features.unsqueeze(1))                                   # [B, C, mels / 4, frames / 2]
         h = h.flatten(1, 2)                                                     # [B, C * mels / 4, frames / 2]
         return self.drop(self.pool(self.body(h)))
 
@@ -128,8 +149,8 @@ class CRNN(TwoHeadNet):
         self.emotion = nn.Linear(4 * hidden, len(EMOTIONS))
         self.sentiment = nn.Linear(4 * hidden, len(SENTIMENTS))
 
-    def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        h = self.body(self.augment(self.frontend(wave))).transpose(1, 2)
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        h = self.body(features).transpose(1, 2)
         h, _ = self.gru(h)
         return self.drop(self.pool(h.transpose(1, 2)))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import fold_stat
+from .evaluate import fold_stat, summarise
 
 HERE = Path(__file__).parent
 REPORTS = HERE / "reports"
@@ -35,15 +35,41 @@ def models_table(evals: dict) -> str:
         arch = r.get("arch")
         if arch in ARCHITECTURES:
             params = sum(p.numel() for p in ARCHITECTURES[arch]().parameters())
-            rows.append([name, ARCHITECTURES[arch].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {r['seed']}"])
+            seeds = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
+            if len(seeds) == 1:
+                rows.append([name, ARCHITECTURES[arch].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {seeds[0]}"])
+            else:
+                rows.append([name, f"{len(seeds)} x {ARCHITECTURES[arch].__name__}, mean of probabilities", f"{len(seeds)} x {params / 1e3:.0f} k",
+                             f"{r['epochs']} epochs, seeds {', '.join(map(str, seeds))}"])
         else:
             rows.append([name, "MFCC statistics + RBF SVM (baselines.py)", "-", "-"])
     return "### Models compared (same folds, same test clips)\n\n" + table(rows, ["model", "class", "parameters", "training"])
 
 
+def members_table(evals: dict) -> str | None:
+    """Ensembles: each seed alone and the ensembles of the first k seeds, on the same folds (clean clips, UA)."""
+    rows = []
+    for name, r in evals.items():
+        for member, h in r.get("members", {}).items():
+            rows.append([name, member, f"{h['ravdess_ua']:.3f}", f"{h['emovo_ua']:.3f}", f"{h['cross ravdess->emovo']:.3f}",
+                         f"{h['cross emovo->ravdess']:.3f}", f"{h['ravdess_sentiment_ua']:.3f}", f"{h['emovo_sentiment_ua']:.3f}"])
+        if "members" in r:
+            s = summarise(r)
+            rows.append([name, "all seeds (the ensemble)", f"{s['ravdess/clean/clip']['emotion_ua']['mean']:.3f}", f"{s['emovo/clean/clip']['emotion_ua']['mean']:.3f}",
+                         f"{s['cross ravdess->emovo/clean/clip']['emotion_ua']:.3f}", f"{s['cross emovo->ravdess/clean/clip']['emotion_ua']:.3f}",
+                         f"{s['ravdess/clean/clip']['sentiment_head_ua']['mean']:.3f}", f"{s['emovo/clean/clip']['sentiment_head_ua']['mean']:.3f}"])
+    if not rows:
+        return None
+    return ("### Seed ensembles: each network alone and the mean of the first k (clean clips, UA; folds: mean over the 3)\n\n" + table(
+        rows, ["model", "networks", "RAVDESS 8-class", "EMOVO 7-class", "RAVDESS → EMOVO", "EMOVO → RAVDESS", "sentiment RAVDESS", "sentiment EMOVO"]))
+
+
 def main() -> int:
     evals = {p.stem.removeprefix("eval_"): json.loads(p.read_text()) for p in sorted(REPORTS.glob("eval_*.json"))}
     parts = [models_table(evals)]
+    ensembles = members_table(evals)
+    if ensembles:
+        parts.append(ensembles)
     rows = []
     for name, r in evals.items():
         for corpus, k in (("RAVDESS (8 classes)", "ravdess"), ("EMOVO (7 classes)", "emovo")):

@@ -1,9 +1,10 @@
 """Train a speech-emotion model (emotion + sentiment heads) on telephone-augmented 2 s crops.
 
-    python -m onnx_models.train --arch cnn2d --epochs 80 --out artifacts/model.pt          # the shipped model
-    python -m onnx_models.train --holdout 0 --specaug-masks 0 ...                         # an ablation, scored on fold 0's speakers
+    python -m onnx_models.train --out artifacts/model.pt          # the shipped model: cnn2d, 80 epochs, seeds 0 1 2 side by side
+    python -m onnx_models.train --seeds 0 --holdout 0 --specaug-masks 0 ...   # an ablation, scored on fold 0's speakers
 
-Seeded and deterministic on CPU for a given thread count.
+Several seeds train one network each (in parallel processes, one thread each); the checkpoint holds them all and
+`export` turns them into one ensemble graph. Seeded and deterministic on CPU for a given thread count.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def epoch_order(clips: list[Clip], rng: np.random.Generator) -> np.ndarray:
 
 
 def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 0, log=print, val: list[Clip] | None = None,
-          specaug_masks: int = 2) -> tuple[nn.Module, dict]:
+          specaug_masks: int = 2, progress: bool = True) -> tuple[nn.Module, dict]:
     set_seed(seed)
     rng = np.random.default_rng(seed)
     model = ARCHITECTURES[arch]()
@@ -77,7 +78,7 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
         model.train()
         order = epoch_order(clips, rng)
         total, n = 0.0, 0
-        bar = tqdm(range(0, len(order), BATCH), desc=f"epoch {epoch + 1}/{epochs}", leave=False, mininterval=2)
+        bar = tqdm(range(0, len(order), BATCH), desc=f"epoch {epoch + 1}/{epochs}", leave=False, mininterval=2, disable=not progress)
         for b in bar:
             batch = [clips[i] for i in order[b:b + BATCH]]
             x = torch.from_numpy(np.stack([random_channel(speech_crop(c.audio, rng), rng, babble) for c in batch]))
@@ -109,13 +110,51 @@ def held_out_scores(model: nn.Module, test: list[Clip]) -> dict[str, float]:
     return {k: v["clip"]["emotion"]["ua"] for k, v in r.items()}
 
 
+def _train_member(seed: int) -> dict:
+    """One seed's network; in a pool worker (fork: the clips are inherited) or in this process."""
+    clips, arch, epochs, specaug_masks, threads, progress = _MEMBER_CONTEXT
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    model, history = train(clips, arch, epochs, seed, log=lambda m: print(f"[seed {seed}] {m}", flush=True),
+                           specaug_masks=specaug_masks, progress=progress)
+    return {"seed": seed, "state": model.state_dict(), "history": history, "train_seconds": round(time.time() - t0, 1)}
+
+
+_MEMBER_CONTEXT: tuple = ()
+
+
+def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], specaug_masks: int, jobs: int) -> list[dict]:
+    """One network per seed, ``jobs`` side by side (one process and one thread each; 1: here, with this process's threads)."""
+    global _MEMBER_CONTEXT
+    if jobs <= 1:
+        _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, torch.get_num_threads(), True)
+        return [_train_member(s) for s in seeds]
+    import multiprocessing
+    _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, 1, False)   # per-epoch lines instead of interleaved bars
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        return pool.map(_train_member, seeds, chunksize=1)
+
+
+def load_members(ckpt: dict) -> nn.Module:
+    """The network(s) of a checkpoint: one network, or a SeedEnsemble of them."""
+    from .models import SeedEnsemble
+    states = [m["state"] for m in ckpt["members"]] if "members" in ckpt else [ckpt["state"]]
+    nets = []
+    for state in states:
+        net = ARCHITECTURES[ckpt["arch"]]()
+        net.load_state_dict(state)
+        nets.append(net.eval())
+    return nets[0] if len(nets) == 1 else SeedEnsemble(nets).eval()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="cnn2d")
     p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one network per seed; several make an ensemble")
+    p.add_argument("--jobs", type=int, default=2, help="networks trained side by side, one process and one thread each")
+    p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
     p.add_argument("--holdout", type=int, default=None, help="hold out the speakers of this fold (0-2) and score them after training")
     p.add_argument("--specaug-masks", type=int, default=2, help="SpecAugment stripes per axis and window (0 turns it off)")
     p.add_argument("--out", type=Path, default=Path("artifacts/model.pt"))
@@ -125,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     held = speaker_folds(clips)[args.holdout] if args.holdout is not None else set()
     train_clips = select(clips, ("ravdess", "emovo"), held)
     t0 = time.time()
-    model, history = train(train_clips, args.arch, args.epochs, args.seed, specaug_masks=args.specaug_masks)
+    members = train_members(train_clips, args.arch, args.epochs, args.seeds, args.specaug_masks, min(args.jobs, len(args.seeds)))
     seconds = round(time.time() - t0, 1)
-    scores = held_out_scores(model, [c for c in clips if c.speaker in held]) if held else {}
+    ckpt = {"arch": args.arch, "members": members, "held_out": sorted(held), "seeds": args.seeds, "epochs": args.epochs,
+            "specaug_masks": args.specaug_masks, "train_seconds": seconds}
+    ckpt["held_out_scores"] = held_out_scores(load_members(ckpt), [c for c in clips if c.speaker in held]) if held else {}
+    scores = ckpt["held_out_scores"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch": args.arch, "state": model.state_dict(), "history": history, "held_out": sorted(held),
-                "seed": args.seed, "epochs": args.epochs, "specaug_masks": args.specaug_masks, "train_seconds": seconds,
-                "held_out_scores": scores}, args.out)
+    torch.save(ckpt, args.out)
     print(json.dumps({"out": str(args.out), "train_seconds": seconds, "held_out_clip_ua": scores}))
     return 0
 

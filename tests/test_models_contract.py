@@ -78,3 +78,36 @@ def test_front_end_parity_with_training_code():
     with torch.no_grad():
         ref = LogMel()(torch.from_numpy(x)).numpy()
     assert np.abs(s.run(None, {"w": x})[0] - ref).max() < 1e-3
+
+
+def test_emotion_model_carries_the_same_sentiment_as_sentiment_onnx():
+    emo, sent = session("emotion.onnx"), session("sentiment.onnx")
+    meta_e, meta_s = emo.get_modelmeta().custom_metadata_map, sent.get_modelmeta().custom_metadata_map
+    assert meta_e["weights_id"] == meta_s["weights_id"]
+    assert json.loads(meta_e["sentiment_labels"]) == json.loads(meta_s["labels"])
+    x = np.random.default_rng(4).normal(0, 0.1, (3, 16000)).astype(np.float32)
+    joint = emo.run(None, {"waveform": x})
+    assert [o.name for o in emo.get_outputs()][1] == meta_e["sentiment_output"]
+    assert np.allclose(joint[1], sent.run(None, {"waveform": x})[0], atol=1e-5)
+
+
+def test_workers_run_one_graph_for_both_heads_only_for_matching_weights():
+    from types import SimpleNamespace
+
+    from workers.inference import Models, joint_sentiment_output
+
+    models = Models()
+    assert models.joint_output == "sentiment_probabilities"
+    x = np.random.default_rng(5).normal(0, 0.1, (20, 16000)).astype(np.float32)   # more than one MAX_BATCH slice
+    emo, score = models.predict(x)
+    p = session("sentiment.onnx").run(None, {"waveform": x})[0]
+    assert np.allclose(score, p[:, 2] - p[:, 0], atol=1e-5)
+    assert np.allclose(emo, session("emotion.onnx").run(None, {"waveform": x})[0], atol=1e-5)
+
+    def fake(weights_id, outputs=("probabilities", "sentiment_probabilities")):
+        meta = {"weights_id": weights_id, "sentiment_output": "sentiment_probabilities",
+                "sentiment_labels": json.dumps(["negative", "neutral", "positive"])}
+        return SimpleNamespace(metadata=meta, output_names=list(outputs))
+    assert joint_sentiment_output(fake("a"), fake("a")) == "sentiment_probabilities"
+    assert joint_sentiment_output(fake("a"), fake("b")) is None                      # a sentiment.onnx swapped in alone
+    assert joint_sentiment_output(fake("a", ("probabilities",)), fake("a")) is None   # no second output

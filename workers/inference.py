@@ -62,6 +62,8 @@ class OnnxClassifier:
             raise ModelContractError(f"{path}: the workers analyse at {ANALYSIS_RATE_HZ} Hz, model wants {rate} Hz")
         self.input_name = inputs[0].name
         self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.metadata = dict(meta)
         self.info = ModelInfo(str(path), labels, rate, meta.get("model_version", "unknown"))
 
     @property
@@ -70,18 +72,36 @@ class OnnxClassifier:
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """[batch, samples] float32 -> [batch, classes] probabilities."""
+        return self.predict_outputs(windows)[0]
+
+    def predict_outputs(self, windows: np.ndarray, extra: str | None = None) -> list[np.ndarray]:
+        """The probabilities and, if ``extra`` names another output, that output too, in one run."""
         if windows.ndim != 2 or windows.dtype != np.float32:
             raise ValueError(f"expected float32 [batch, samples], got {windows.dtype} {windows.shape}")
+        names = [self.output_name] + ([extra] if extra else [])
         if windows.shape[0] == 0:
-            return np.zeros((0, len(self.labels)), np.float32)
-        probs = self.session.run([self.output_name], {self.input_name: windows})[0]
-        if probs.shape != (windows.shape[0], len(self.labels)):
-            raise ModelContractError(f"{self.info.path}: output shape {probs.shape}, expected {(windows.shape[0], len(self.labels))}")
-        return probs
+            return [np.zeros((0, len(self.labels)), np.float32)] + ([np.zeros((0, len(SENTIMENT_LABELS)), np.float32)] if extra else [])
+        outs = self.session.run(names, {self.input_name: windows})
+        if outs[0].shape != (windows.shape[0], len(self.labels)):
+            raise ModelContractError(f"{self.info.path}: output shape {outs[0].shape}, expected {(windows.shape[0], len(self.labels))}")
+        return outs
+
+
+def joint_sentiment_output(emotion: OnnxClassifier, sentiment: OnnxClassifier) -> str | None:
+    """The name of emotion.onnx's second output that equals sentiment.onnx, or None. Only when both files declare
+    the same trained weights (``weights_id``), so a sentiment.onnx swapped in on its own is always the one used."""
+    name = emotion.metadata.get("sentiment_output")
+    same_weights = emotion.metadata.get("weights_id") is not None and emotion.metadata.get("weights_id") == sentiment.metadata.get("weights_id")
+    if not name or name not in emotion.output_names or not same_weights:
+        return None
+    if tuple(json.loads(emotion.metadata.get("sentiment_labels", "[]"))) != SENTIMENT_LABELS:
+        return None
+    return name
 
 
 class Models:
-    """The emotion and sentiment classifiers, loaded once per worker and warmed."""
+    """The emotion and sentiment classifiers, loaded once per worker and warmed. When emotion.onnx also carries the
+    sentiment of the same weights (``joint_sentiment_output``), one run per window gives both, at half the cost."""
 
     def __init__(self, model_dir: str | Path | None = None, threads: int = 1, warm_samples: int = 2 * ANALYSIS_RATE_HZ) -> None:
         root = Path(model_dir) if model_dir else default_model_dir()
@@ -89,9 +109,9 @@ class Models:
         self.sentiment = OnnxClassifier(root / SENTIMENT_MODEL, threads)
         if tuple(self.sentiment.labels) != SENTIMENT_LABELS:
             raise ModelContractError(f"sentiment labels must be {SENTIMENT_LABELS}, got {self.sentiment.labels}")
+        self.joint_output = joint_sentiment_output(self.emotion, self.sentiment)
         warm = np.zeros((2, warm_samples), np.float32)
-        self.emotion.predict(warm)
-        self.sentiment.predict(warm)
+        self.predict(warm)
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[batch, samples] -> (emotion probs [batch, E], sentiment score [batch] in -1..+1).
@@ -101,6 +121,10 @@ class Models:
         emo = np.empty((len(windows), len(self.emotion.labels)), np.float32)
         sent = np.empty((len(windows), 3), np.float32)
         for i in range(0, len(windows), MAX_BATCH):
-            emo[i:i + MAX_BATCH] = self.emotion.predict(windows[i:i + MAX_BATCH])
-            sent[i:i + MAX_BATCH] = self.sentiment.predict(windows[i:i + MAX_BATCH])
+            batch = windows[i:i + MAX_BATCH]
+            if self.joint_output:
+                emo[i:i + MAX_BATCH], sent[i:i + MAX_BATCH] = self.emotion.predict_outputs(batch, self.joint_output)
+            else:
+                emo[i:i + MAX_BATCH] = self.emotion.predict(batch)
+                sent[i:i + MAX_BATCH] = self.sentiment.predict(batch)
         return emo, sent[:, 2] - sent[:, 0]
