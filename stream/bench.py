@@ -234,7 +234,7 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
                       round(cpu / wall, 3), rss_idle, rss_peak, round((rss_peak - rss_idle) / max(n_calls, 1), 1),
                       round(scored / every, 3) if every else 0.0, round(send_lag, 3))
         log(f"  {n_calls:5d} calls: steps {int(written)}/{expected}  p50 {r.p50_latency_ms} ms  p99 {r.p99_latency_ms} ms  "
-            f"worker cpu {r.worker_cpu_utilisation:.0%}  rss/call {r.rss_bytes_per_call / 1024:.1f} kB  "
+            f"worker cpu {r.worker_cpu_utilisation:.0%}  rss/call {r.rss_bytes_per_call / 1000:.1f} kB  "
             f"{'sustained' if sustained else 'NOT sustained'}")
         return r
     finally:
