@@ -74,16 +74,19 @@ class OnnxClassifier:
         """[batch, samples] float32 -> [batch, classes] probabilities."""
         return self.predict_outputs(windows)[0]
 
-    def predict_outputs(self, windows: np.ndarray, extra: str | None = None) -> list[np.ndarray]:
-        """The probabilities and, if ``extra`` names another output, that output too, in one run."""
+    def predict_outputs(self, windows: np.ndarray, sentiment_output: str | None = None) -> list[np.ndarray]:
+        """The probabilities and, if ``sentiment_output`` names a second output of sentiment probabilities
+        [batch, 3], that output too, from one run."""
         if windows.ndim != 2 or windows.dtype != np.float32:
             raise ValueError(f"expected float32 [batch, samples], got {windows.dtype} {windows.shape}")
-        names = [self.output_name] + ([extra] if extra else [])
+        names = [self.output_name] + ([sentiment_output] if sentiment_output else [])
+        expected = [(windows.shape[0], len(self.labels)), (windows.shape[0], len(SENTIMENT_LABELS))][:len(names)]
         if windows.shape[0] == 0:
-            return [np.zeros((0, len(self.labels)), np.float32)] + ([np.zeros((0, len(SENTIMENT_LABELS)), np.float32)] if extra else [])
+            return [np.zeros(shape, np.float32) for shape in expected]
         outs = self.session.run(names, {self.input_name: windows})
-        if outs[0].shape != (windows.shape[0], len(self.labels)):
-            raise ModelContractError(f"{self.info.path}: output shape {outs[0].shape}, expected {(windows.shape[0], len(self.labels))}")
+        for name, out, shape in zip(names, outs, expected):
+            if out.shape != shape:
+                raise ModelContractError(f"{self.info.path}: output {name!r} has shape {out.shape}, expected {shape}")
         return outs
 
 
@@ -94,9 +97,11 @@ def joint_sentiment_output(emotion: OnnxClassifier, sentiment: OnnxClassifier) -
     same_weights = emotion.metadata.get("weights_id") is not None and emotion.metadata.get("weights_id") == sentiment.metadata.get("weights_id")
     if not name or name not in emotion.output_names or not same_weights:
         return None
-    if tuple(json.loads(emotion.metadata.get("sentiment_labels", "[]"))) != SENTIMENT_LABELS:
+    try:
+        labels = tuple(json.loads(emotion.metadata.get("sentiment_labels", "[]")))
+    except ValueError:
         return None
-    return name
+    return name if labels == SENTIMENT_LABELS else None
 
 
 class Models:
