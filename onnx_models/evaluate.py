@@ -150,11 +150,11 @@ def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, floa
     with one torch thread, so the trainings of a protocol can run side by side."""
     from .train import train
     task, seed = job
-    clips, arch, epochs, checkpoint_dir, threads = _TASK_CONTEXT
+    clips, arch, epochs, checkpoint_dir, threads, mixup = _TASK_CONTEXT
     torch.set_num_threads(threads)
     t0 = time.time()
     train_clips, test, _ = task_data(clips, task)
-    model, hist = train(train_clips, arch, epochs, seed, log=lambda *_: None, progress=not _IN_POOL)
+    model, hist = train(train_clips, arch, epochs, seed, log=lambda *_: None, progress=not _IN_POOL, mixup=mixup)
     preds = predict_channels(model, test)
     if task == ("fold", 0) and checkpoint_dir is not None and seed == _FIRST_SEED:   # kept for the INT8 check on speakers it never saw
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -169,13 +169,13 @@ _IN_POOL = False     # pool workers draw no progress bars (they would interleave
 
 
 def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], log=print, checkpoint_dir: Path | None = None,
-                  jobs: int = 1) -> dict:
+                  jobs: int = 1, mixup: float = 0.0) -> dict:
     """Every protocol for one architecture: 3 speaker folds and both cross-corpus directions, one training per
     seed, ``jobs`` trainings at a time (each in its own process with one thread; jobs=1 runs them here with the
     caller's thread count). With several seeds the results are those of their ensemble (mean probabilities), and
     ``members`` holds the headline numbers of each seed alone and of the ensembles of its first k seeds."""
     global _TASK_CONTEXT, _FIRST_SEED, _IN_POOL
-    _TASK_CONTEXT = (clips, arch, epochs, checkpoint_dir, 1 if jobs > 1 else torch.get_num_threads())
+    _TASK_CONTEXT = (clips, arch, epochs, checkpoint_dir, 1 if jobs > 1 else torch.get_num_threads(), mixup)
     _FIRST_SEED, _IN_POOL = seeds[0], jobs > 1
     tasks = [("fold", k) for k in range(len(speaker_folds(clips)))] + [("cross", "ravdess", "emovo"), ("cross", "emovo", "ravdess")]
     jobs_list = [(t, s) for s in seeds for t in tasks]
@@ -191,7 +191,7 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
     by_job = {(task, seed): (preds, hist, secs) for task, seed, preds, hist, secs in done}
 
     def results_for(members: list[int]) -> dict:
-        results: dict = {"arch": arch, "epochs": epochs, "seed": members[0] if len(members) == 1 else members,
+        results: dict = {"arch": arch, "epochs": epochs, "seed": members[0] if len(members) == 1 else members, "mixup": mixup,
                          "folds": [], "cross": {}, "histories": []}
         for task in tasks:
             _, test, label_sets = task_data(clips, task)
@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="several seeds: score their ensemble (and each alone)")
     p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
     p.add_argument("--jobs", type=int, default=1, help="trainings side by side, one process and one thread each")
+    p.add_argument("--mixup", type=float, default=0.0, help="feature-domain mixup, Beta(a, a) weights (0: off, the shipped recipe)")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -278,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in args.arch:
         t0 = time.time()
-        results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=Path("artifacts"), jobs=args.jobs)
+        results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=None if args.mixup else Path("artifacts"),
+                                jobs=args.jobs, mixup=args.mixup)
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
-        name = arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}"
+        name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + (f"_mixup{args.mixup:g}" if args.mixup else "")
         (args.out / f"eval_{name}.json").write_text(json.dumps(results, indent=1))
         from .plots import plot_results
         plot_results(results, args.out, name)

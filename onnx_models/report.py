@@ -36,8 +36,9 @@ def models_table(evals: dict) -> str:
         if arch in ARCHITECTURES:
             params = sum(p.numel() for p in ARCHITECTURES[arch]().parameters())
             seeds = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
+            extra = f", feature mixup Beta({r['mixup']:g}, {r['mixup']:g})" if r.get("mixup") else ""
             if len(seeds) == 1:
-                rows.append([name, ARCHITECTURES[arch].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {seeds[0]}"])
+                rows.append([name, ARCHITECTURES[arch].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {seeds[0]}{extra}"])
             else:
                 rows.append([name, f"{len(seeds)} x {ARCHITECTURES[arch].__name__}, mean of probabilities", f"{len(seeds)} x {params / 1e3:.0f} k",
                              f"{r['epochs']} epochs, seeds {', '.join(map(str, seeds))}"])

@@ -59,7 +59,9 @@ def epoch_order(clips: list[Clip], rng: np.random.Generator) -> np.ndarray:
 
 
 def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 0, log=print, val: list[Clip] | None = None,
-          specaug_masks: int = 2, progress: bool = True) -> tuple[nn.Module, dict]:
+          specaug_masks: int = 2, progress: bool = True, mixup: float = 0.0) -> tuple[nn.Module, dict]:
+    """``mixup`` > 0: mix each batch's normalised log-mels with a shuffled copy of itself (weight ~ Beta(mixup,
+    mixup)) and the losses of both label sets in the same proportion; 0 (the shipped recipe) turns it off."""
     set_seed(seed)
     rng = np.random.default_rng(seed)
     model = ARCHITECTURES[arch]()
@@ -84,8 +86,15 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
             x = torch.from_numpy(np.stack([random_channel(speech_crop(c.audio, rng), rng, babble) for c in batch]))
             y = torch.tensor([c.label for c in batch])
             ys = torch.tensor([c.sentiment for c in batch])
-            e, s = model(x)
-            loss = emo_loss(e, y) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys)
+            if mixup > 0:
+                lam, perm = float(rng.beta(mixup, mixup)), torch.from_numpy(rng.permutation(len(batch)))
+                features = model.frontend(x)
+                e, s = model.classify(lam * features + (1 - lam) * features[perm])
+                loss = (lam * (emo_loss(e, y) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys))
+                        + (1 - lam) * (emo_loss(e, y[perm]) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys[perm])))
+            else:
+                e, s = model(x)
+                loss = emo_loss(e, y) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys)
             opt.zero_grad()
             loss.backward()
             opt.step()
