@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = p.parse_args(argv)
     model, ckpt = load_checkpoint(args.checkpoint)
+    args.out.mkdir(parents=True, exist_ok=True)
     arch, desc = describe(ckpt)
     export_head(model, 0, EMOTIONS, args.out / "emotion.onnx", "speech emotion (and sentiment as a second output); " + desc, arch,
                 and_sentiment=True)

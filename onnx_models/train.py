@@ -121,25 +121,26 @@ def held_out_scores(model: nn.Module, test: list[Clip]) -> dict[str, float]:
 
 def _train_member(seed: int) -> dict:
     """One seed's network; in a pool worker (fork: the clips are inherited) or in this process."""
-    clips, arch, epochs, specaug_masks, threads, progress = _MEMBER_CONTEXT
+    clips, arch, epochs, specaug_masks, mixup, threads, progress = _MEMBER_CONTEXT
     torch.set_num_threads(threads)
     t0 = time.time()
     model, history = train(clips, arch, epochs, seed, log=lambda m: print(f"[seed {seed}] {m}", flush=True),
-                           specaug_masks=specaug_masks, progress=progress)
+                           specaug_masks=specaug_masks, progress=progress, mixup=mixup)
     return {"seed": seed, "state": model.state_dict(), "history": history, "train_seconds": round(time.time() - t0, 1)}
 
 
 _MEMBER_CONTEXT: tuple = ()
 
 
-def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], specaug_masks: int, jobs: int) -> list[dict]:
+def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], specaug_masks: int, jobs: int,
+                  mixup: float = 0.0) -> list[dict]:
     """One network per seed, ``jobs`` side by side (one process and one thread each; 1: here, with this process's threads)."""
     global _MEMBER_CONTEXT
     if jobs <= 1:
-        _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, torch.get_num_threads(), True)
+        _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, mixup, torch.get_num_threads(), True)
         return [_train_member(s) for s in seeds]
     import multiprocessing
-    _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, 1, False)   # per-epoch lines instead of interleaved bars
+    _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, mixup, 1, False)   # per-epoch lines instead of interleaved bars
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         return pool.map(_train_member, seeds, chunksize=1)
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
     p.add_argument("--holdout", type=int, default=None, help="hold out the speakers of this fold (0-2) and score them after training")
     p.add_argument("--specaug-masks", type=int, default=2, help="SpecAugment stripes per axis and window (0 turns it off)")
+    p.add_argument("--mixup", type=float, default=0.0, help="feature-domain mixup, Beta(a, a) weights (0: off, the shipped recipe)")
     p.add_argument("--out", type=Path, default=Path("artifacts/model.pt"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -173,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     held = speaker_folds(clips)[args.holdout] if args.holdout is not None else set()
     train_clips = select(clips, ("ravdess", "emovo"), held)
     t0 = time.time()
-    members = train_members(train_clips, args.arch, args.epochs, args.seeds, args.specaug_masks, min(args.jobs, len(args.seeds)))
+    members = train_members(train_clips, args.arch, args.epochs, args.seeds, args.specaug_masks, min(args.jobs, len(args.seeds)), args.mixup)
     seconds = round(time.time() - t0, 1)
     ckpt = {"arch": args.arch, "members": members, "held_out": sorted(held), "seeds": args.seeds, "epochs": args.epochs,
-            "specaug_masks": args.specaug_masks, "train_seconds": seconds}
+            "specaug_masks": args.specaug_masks, "mixup": args.mixup, "train_seconds": seconds}
     ckpt["held_out_scores"] = held_out_scores(load_members(ckpt), [c for c in clips if c.speaker in held]) if held else {}
     scores = ckpt["held_out_scores"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
