@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -145,27 +146,37 @@ def task_data(clips: list[Clip], task: Task) -> tuple[list[Clip], list[Clip], di
     return select(clips, (src,)), [c for c in clips if c.corpus == dst], {dst: SHARED_EMOTIONS}
 
 
+class _Protocol(NamedTuple):
+    """What every training of a protocol shares; a module global, so forked pool workers inherit the clips."""
+    clips: list[Clip]
+    arch: str
+    epochs: int
+    mixup: float
+    threads: int
+    progress: bool                  # False in pool workers: their bars would interleave
+    checkpoint_dir: Path | None     # the first seed's fold-0 model is kept there for the INT8 check
+    first_seed: int
+
+
+_PROTOCOL: _Protocol | None = None
+
+
 def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, float]:
     """One training (one task, one seed) and its predictions on the task's test clips. Runs in a worker process
     with one torch thread, so the trainings of a protocol can run side by side."""
     from .train import train
     task, seed = job
-    clips, arch, epochs, checkpoint_dir, threads, mixup = _TASK_CONTEXT
-    torch.set_num_threads(threads)
+    ctx = _PROTOCOL
+    torch.set_num_threads(ctx.threads)
     t0 = time.time()
-    train_clips, test, _ = task_data(clips, task)
-    model, hist = train(train_clips, arch, epochs, seed, log=lambda *_: None, progress=not _IN_POOL, mixup=mixup)
+    train_clips, test, _ = task_data(ctx.clips, task)
+    model, hist = train(train_clips, ctx.arch, ctx.epochs, seed, log=lambda *_: None, progress=ctx.progress, mixup=ctx.mixup)
     preds = predict_channels(model, test)
-    if task == ("fold", 0) and checkpoint_dir is not None and seed == _FIRST_SEED:   # kept for the INT8 check on speakers it never saw
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"arch": arch, "state": model.state_dict(), "held_out": sorted(speaker_folds(clips)[0]), "epochs": epochs, "seed": seed},
-                   checkpoint_dir / f"fold0_{arch}.pt")
+    if task == ("fold", 0) and ctx.checkpoint_dir is not None and seed == ctx.first_seed:   # scored by the INT8 check on speakers it never saw
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"arch": ctx.arch, "state": model.state_dict(), "held_out": sorted(speaker_folds(ctx.clips)[0]), "epochs": ctx.epochs,
+                    "seed": seed}, ctx.checkpoint_dir / f"fold0_{ctx.arch}.pt")
     return task, seed, preds, hist, round(time.time() - t0, 1)
-
-
-_TASK_CONTEXT: tuple = ()
-_FIRST_SEED = 0
-_IN_POOL = False     # pool workers draw no progress bars (they would interleave)
 
 
 def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], log=print, checkpoint_dir: Path | None = None,
@@ -174,9 +185,9 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
     seed, ``jobs`` trainings at a time (each in its own process with one thread; jobs=1 runs them here with the
     caller's thread count). With several seeds the results are those of their ensemble (mean probabilities), and
     ``members`` holds the headline numbers of each seed alone and of the ensembles of its first k seeds."""
-    global _TASK_CONTEXT, _FIRST_SEED, _IN_POOL
-    _TASK_CONTEXT = (clips, arch, epochs, checkpoint_dir, 1 if jobs > 1 else torch.get_num_threads(), mixup)
-    _FIRST_SEED, _IN_POOL = seeds[0], jobs > 1
+    global _PROTOCOL
+    _PROTOCOL = _Protocol(clips, arch, epochs, mixup, threads=1 if jobs > 1 else torch.get_num_threads(), progress=jobs <= 1,
+                          checkpoint_dir=checkpoint_dir, first_seed=seeds[0])
     tasks = [("fold", k) for k in range(len(speaker_folds(clips)))] + [("cross", "ravdess", "emovo"), ("cross", "emovo", "ravdess")]
     jobs_list = [(t, s) for s in seeds for t in tasks]
     done = []

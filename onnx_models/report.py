@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import fold_stat, summarise
+from .evaluate import fold_stat, headline
 
 HERE = Path(__file__).parent
 REPORTS = HERE / "reports"
@@ -48,17 +48,14 @@ def models_table(evals: dict) -> str:
 
 
 def members_table(evals: dict) -> str | None:
-    """Ensembles: each seed alone and the ensembles of the first k seeds, on the same folds (clean clips, UA)."""
+    """Ensembles: each seed alone, the ensembles of the first k seeds and all of them, on the same folds (clean clips, UA)."""
     rows = []
     for name, r in evals.items():
-        for member, h in r.get("members", {}).items():
-            rows.append([name, member, f"{h['ravdess_ua']:.3f}", f"{h['emovo_ua']:.3f}", f"{h['cross ravdess->emovo']:.3f}",
-                         f"{h['cross emovo->ravdess']:.3f}", f"{h['ravdess_sentiment_ua']:.3f}", f"{h['emovo_sentiment_ua']:.3f}"])
-        if "members" in r:
-            s = summarise(r)
-            rows.append([name, "all seeds (the ensemble)", f"{s['ravdess/clean/clip']['emotion_ua']['mean']:.3f}", f"{s['emovo/clean/clip']['emotion_ua']['mean']:.3f}",
-                         f"{s['cross ravdess->emovo/clean/clip']['emotion_ua']:.3f}", f"{s['cross emovo->ravdess/clean/clip']['emotion_ua']:.3f}",
-                         f"{s['ravdess/clean/clip']['sentiment_head_ua']['mean']:.3f}", f"{s['emovo/clean/clip']['sentiment_head_ua']['mean']:.3f}"])
+        if "members" not in r:
+            continue
+        for member, h in {**r["members"], "all seeds (the ensemble)": headline(r["summary"])}.items():
+            rows.append([name, member] + [f"{h[k]:.3f}" for k in ("ravdess_ua", "emovo_ua", "cross ravdess->emovo", "cross emovo->ravdess",
+                                                                 "ravdess_sentiment_ua", "emovo_sentiment_ua")])
     if not rows:
         return None
     return ("### Seed ensembles: each network alone and the mean of the first k (clean clips, UA; folds: mean over the 3)\n\n" + table(
