@@ -4,7 +4,7 @@ call-centre worker. Applied at random in training; `telephone_band` is the fixed
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import butter, fftconvolve, sosfilt
+from scipy.signal import butter, fftconvolve, resample, sosfilt
 
 from workers.audio import ALAW_TO_FLOAT, MULAW_TO_FLOAT, encode_alaw, encode_mulaw
 
@@ -79,3 +79,9 @@ def random_channel(x: np.ndarray, rng: np.random.Generator, others: list[np.ndar
             s = int(rng.integers(0, max(1, len(y) - n)))
             y[s:s + n] = 0.0
     return np.clip(y, -1, 1).astype(np.float32)
+
+
+def change_speed(x: np.ndarray, samples: int) -> np.ndarray:
+    """Band-limited resampling of ``x`` to ``samples`` samples, played at the same rate: a crop of 1.1 windows
+    squeezed into one window is the speaker 10 % faster and higher (Kaldi-style speed perturbation)."""
+    return resample(x.astype(np.float64), samples).astype(np.float32)

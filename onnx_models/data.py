@@ -85,18 +85,18 @@ def windows_of(audio: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def speech_crop(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random 2 s crop that holds speech (training sees what the workers score)."""
-    if len(audio) <= WINDOW:
-        pad = WINDOW - len(audio)
+def speech_crop(audio: np.ndarray, rng: np.random.Generator, length: int = WINDOW) -> np.ndarray:
+    """A random crop of ``length`` samples (2 s by default) that holds speech: training sees what the workers score."""
+    if len(audio) <= length:
+        pad = length - len(audio)
         left = int(rng.integers(0, pad + 1))
         return np.pad(audio, (left, pad - left))
     mask = speech_mask(audio)
-    starts = np.arange(0, len(audio) - WINDOW + 1, FRAME)
-    shares = np.array([mask[s // FRAME:(s + WINDOW) // FRAME].mean() for s in starts])
+    starts = np.arange(0, len(audio) - length + 1, FRAME)
+    shares = np.array([mask[s // FRAME:(s + length) // FRAME].mean() for s in starts])
     good = starts[shares >= min(max(MIN_SPEECH_SHARE, shares.max() * 0.6), shares.max())]
     start = int(rng.choice(good))
-    return audio[start:start + WINDOW]
+    return audio[start:start + length]
 
 
 def speaker_folds(clips: list[Clip], n_folds: int = 3) -> list[set[str]]:

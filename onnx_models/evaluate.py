@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 from .augment import telephone_band
 from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, windows_of
 from .labels import EMOTIONS, EMOVO_EMOTIONS, SHARED_EMOTIONS
+from .train import SHIPPED_RECIPE, Recipe, add_recipe_args, recipe_from, train
 
 # What a speaker fold is scored on: RAVDESS on its 8 classes, EMOVO on its 7.
 FOLD_LABEL_SETS: dict[str, tuple[str, ...]] = {"ravdess": tuple(EMOTIONS), "emovo": EMOVO_EMOTIONS}
@@ -151,7 +153,7 @@ class _Protocol(NamedTuple):
     clips: list[Clip]
     arch: str
     epochs: int
-    mixup: float
+    recipe: Recipe
     threads: int
     progress: bool                  # False in pool workers: their bars would interleave
     checkpoint_dir: Path | None     # the first seed's fold-0 model is kept there for the INT8 check
@@ -164,13 +166,12 @@ _PROTOCOL: _Protocol | None = None
 def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, float]:
     """One training (one task, one seed) and its predictions on the task's test clips. Runs in a worker process
     with one torch thread, so the trainings of a protocol can run side by side."""
-    from .train import train
     task, seed = job
     ctx = _PROTOCOL
     torch.set_num_threads(ctx.threads)
     t0 = time.time()
     train_clips, test, _ = task_data(ctx.clips, task)
-    model, hist = train(train_clips, ctx.arch, ctx.epochs, seed, log=lambda *_: None, progress=ctx.progress, mixup=ctx.mixup)
+    model, hist = train(train_clips, ctx.arch, ctx.epochs, seed, log=lambda *_: None, progress=ctx.progress, recipe=ctx.recipe)
     preds = predict_channels(model, test)
     if task == ("fold", 0) and ctx.checkpoint_dir is not None and seed == ctx.first_seed:   # scored by the INT8 check on speakers it never saw
         ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -180,13 +181,13 @@ def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, floa
 
 
 def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], log=print, checkpoint_dir: Path | None = None,
-                  jobs: int = 1, mixup: float = 0.0) -> dict:
+                  jobs: int = 1, recipe: Recipe = SHIPPED_RECIPE) -> dict:
     """Every protocol for one architecture: 3 speaker folds and both cross-corpus directions, one training per
     seed, ``jobs`` trainings at a time (each in its own process with one thread; jobs=1 runs them here with the
     caller's thread count). With several seeds the results are those of their ensemble (mean probabilities), and
     ``members`` holds the headline numbers of each seed alone and of the ensembles of its first k seeds."""
     global _PROTOCOL
-    _PROTOCOL = _Protocol(clips, arch, epochs, mixup, threads=1 if jobs > 1 else torch.get_num_threads(), progress=jobs <= 1,
+    _PROTOCOL = _Protocol(clips, arch, epochs, recipe, threads=1 if jobs > 1 else torch.get_num_threads(), progress=jobs <= 1,
                           checkpoint_dir=checkpoint_dir, first_seed=seeds[0])
     tasks = [("fold", k) for k in range(len(speaker_folds(clips)))] + [("cross", "ravdess", "emovo"), ("cross", "emovo", "ravdess")]
     jobs_list = [(t, s) for s in seeds for t in tasks]
@@ -202,7 +203,7 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
     by_job = {(task, seed): (preds, hist, secs) for task, seed, preds, hist, secs in done}
 
     def results_for(members: list[int]) -> dict:
-        results: dict = {"arch": arch, "epochs": epochs, "seed": members[0] if len(members) == 1 else members, "mixup": mixup,
+        results: dict = {"arch": arch, "epochs": epochs, "seed": members[0] if len(members) == 1 else members, **asdict(recipe),
                          "folds": [], "cross": {}, "histories": []}
         for task in tasks:
             _, test, label_sets = task_data(clips, task)
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="several seeds: score their ensemble (and each alone)")
     p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
     p.add_argument("--jobs", type=int, default=1, help="trainings side by side, one process and one thread each")
-    p.add_argument("--mixup", type=float, default=0.0, help="feature-domain mixup, Beta(a, a) weights (0: off, the shipped recipe)")
+    add_recipe_args(p)
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -290,11 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in args.arch:
         t0 = time.time()
-        results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=None if args.mixup else Path("artifacts"),
-                                jobs=args.jobs, mixup=args.mixup)
+        recipe = recipe_from(args)
+        results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=Path("artifacts") if recipe == SHIPPED_RECIPE else None,
+                                jobs=args.jobs, recipe=recipe)
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
-        name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + (f"_mixup{args.mixup:g}" if args.mixup else "")
+        name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + recipe.tag()
         (args.out / f"eval_{name}.json").write_text(json.dumps(results, indent=1))
         from .plots import plot_results
         plot_results(results, args.out, name)

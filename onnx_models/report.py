@@ -36,12 +36,13 @@ def models_table(evals: dict) -> str:
         if arch in ARCHITECTURES:
             params = sum(p.numel() for p in ARCHITECTURES[arch]().parameters())
             seeds = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
-            extra = f", feature mixup Beta({r['mixup']:g}, {r['mixup']:g})" if r.get("mixup") else ""
+            extra = (f", speed perturbation ±{r['speed'] * 100:g} %" if r.get("speed") else "") + (
+                f", feature mixup Beta({r['mixup']:g}, {r['mixup']:g})" if r.get("mixup") else "")
             if len(seeds) == 1:
                 rows.append([name, ARCHITECTURES[arch].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {seeds[0]}{extra}"])
             else:
                 rows.append([name, f"{len(seeds)} x {ARCHITECTURES[arch].__name__}, mean of probabilities", f"{len(seeds)} x {params / 1e3:.0f} k",
-                             f"{r['epochs']} epochs, seeds {', '.join(map(str, seeds))}"])
+                             f"{r['epochs']} epochs, seeds {', '.join(map(str, seeds))}{extra}"])
         else:
             rows.append([name, "MFCC statistics + RBF SVM (baselines.py)", "-", "-"])
     return "### Models compared (same folds, same test clips)\n\n" + table(rows, ["model", "class", "parameters", "training"])

@@ -1,7 +1,7 @@
-"""Train a speech-emotion model (emotion + sentiment heads) on telephone-augmented 2 s crops.
+"""Train a speech-emotion model (emotion + sentiment heads) on speed-perturbed, telephone-augmented 2 s crops.
 
     python -m onnx_models.train --out artifacts/model.pt          # the shipped model: cnn2d, 80 epochs, seeds 0 1 2 side by side
-    python -m onnx_models.train --seeds 0 --holdout 0 --specaug-masks 0 ...   # an ablation, scored on fold 0's speakers
+    python -m onnx_models.train --seeds 0 --holdout 0 --speed 0 ...   # an ablation, scored on fold 0's speakers
 
 Several seeds train one network each (in parallel processes, one thread each); the checkpoint holds them all and
 `export` turns them into one ensemble graph. Seeded and deterministic on CPU for a given thread count.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .augment import random_channel
-from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, speech_crop
+from .augment import change_speed, random_channel
+from .data import DEFAULT_DATA, WINDOW, Clip, load_all, speaker_folds, speech_crop
 from .labels import EMOTIONS, NO_SENTIMENT, SENTIMENTS
 from .models import ARCHITECTURES
 
@@ -29,6 +30,34 @@ LR = 2e-3
 WEIGHT_DECAY = 1e-3
 LABEL_SMOOTHING = 0.1
 SENTIMENT_LOSS_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training choices that ablations vary. The field defaults are the plain recipe (each extra off but
+    SpecAugment); ``SHIPPED_RECIPE`` is the shipped model's, and the command lines default to it."""
+    specaug_masks: int = 2      # SpecAugment stripes per axis and window (0: off)
+    mixup: float = 0.0          # feature-domain mixup, Beta(a, a) weights (0: off)
+    speed: float = 0.0          # speed perturbation: factors uniform in [1 - speed, 1 + speed] (0: off)
+
+    def tag(self) -> str:
+        """What differs from the plain recipe, e.g. '_speed0.1' ('' for none): the suffix of result files."""
+        return "".join(f"_{f.name.replace('_', '')}{getattr(self, f.name):g}" for f in fields(self)
+                       if getattr(self, f.name) != f.default)
+
+
+SHIPPED_RECIPE = Recipe(speed=0.1)
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """Recipe options; their defaults are the shipped recipe's."""
+    p.add_argument("--specaug-masks", type=int, default=SHIPPED_RECIPE.specaug_masks, help="SpecAugment stripes per axis and window (0: off)")
+    p.add_argument("--mixup", type=float, default=SHIPPED_RECIPE.mixup, help="feature-domain mixup, Beta(a, a) weights (0: off)")
+    p.add_argument("--speed", type=float, default=SHIPPED_RECIPE.speed, help="speed perturbation, factors uniform in [1 - s, 1 + s] (0: off)")
+
+
+def recipe_from(args: argparse.Namespace) -> Recipe:
+    return Recipe(specaug_masks=args.specaug_masks, mixup=args.mixup, speed=args.speed)
 
 
 def set_seed(seed: int) -> None:
@@ -58,14 +87,25 @@ def epoch_order(clips: list[Clip], rng: np.random.Generator) -> np.ndarray:
     return idx
 
 
+def training_window(clip: Clip, rng: np.random.Generator, recipe: Recipe, babble: list[np.ndarray]) -> np.ndarray:
+    """One 2 s training input: a speech crop, at a random speed if the recipe says so, through a random channel."""
+    if recipe.speed > 0:
+        length = round(WINDOW * rng.uniform(1 - recipe.speed, 1 + recipe.speed))
+        crop = change_speed(speech_crop(clip.audio, rng, length), WINDOW)
+    else:
+        crop = speech_crop(clip.audio, rng)
+    return random_channel(crop, rng, babble)
+
+
 def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 0, log=print, val: list[Clip] | None = None,
-          specaug_masks: int = 2, progress: bool = True, mixup: float = 0.0) -> tuple[nn.Module, dict]:
-    """``mixup`` > 0: mix each batch's normalised log-mels with a shuffled copy of itself (weight ~ Beta(mixup,
-    mixup)) and the losses of both label sets in the same proportion; 0 (the shipped recipe) turns it off."""
+          progress: bool = True, recipe: Recipe = SHIPPED_RECIPE) -> tuple[nn.Module, dict]:
+    """With ``recipe.mixup`` > 0 each batch's normalised log-mels are mixed with a shuffled copy of themselves
+    (weight ~ Beta(mixup, mixup)) and the losses of both label sets count in the same proportion."""
     set_seed(seed)
     rng = np.random.default_rng(seed)
+    mixup = recipe.mixup
     model = ARCHITECTURES[arch]()
-    model.augment.masks = specaug_masks
+    model.augment.masks = recipe.specaug_masks
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     steps = epochs * int(np.ceil(len(epoch_order(clips, np.random.default_rng(0))) / BATCH))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
@@ -83,7 +123,7 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
         bar = tqdm(range(0, len(order), BATCH), desc=f"epoch {epoch + 1}/{epochs}", leave=False, mininterval=2, disable=not progress)
         for b in bar:
             batch = [clips[i] for i in order[b:b + BATCH]]
-            x = torch.from_numpy(np.stack([random_channel(speech_crop(c.audio, rng), rng, babble) for c in batch]))
+            x = torch.from_numpy(np.stack([training_window(c, rng, recipe, babble) for c in batch]))
             y = torch.tensor([c.label for c in batch])
             ys = torch.tensor([c.sentiment for c in batch])
             if mixup > 0:
@@ -121,26 +161,25 @@ def held_out_scores(model: nn.Module, test: list[Clip]) -> dict[str, float]:
 
 def _train_member(seed: int) -> dict:
     """One seed's network; in a pool worker (fork: the clips are inherited) or in this process."""
-    clips, arch, epochs, specaug_masks, mixup, threads, progress = _MEMBER_CONTEXT
+    clips, arch, epochs, recipe, threads, progress = _MEMBER_CONTEXT
     torch.set_num_threads(threads)
     t0 = time.time()
     model, history = train(clips, arch, epochs, seed, log=lambda m: print(f"[seed {seed}] {m}", flush=True),
-                           specaug_masks=specaug_masks, progress=progress, mixup=mixup)
+                           progress=progress, recipe=recipe)
     return {"seed": seed, "state": model.state_dict(), "history": history, "train_seconds": round(time.time() - t0, 1)}
 
 
 _MEMBER_CONTEXT: tuple = ()
 
 
-def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], specaug_masks: int, jobs: int,
-                  mixup: float = 0.0) -> list[dict]:
+def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], jobs: int, recipe: Recipe = SHIPPED_RECIPE) -> list[dict]:
     """One network per seed, ``jobs`` side by side (one process and one thread each; 1: here, with this process's threads)."""
     global _MEMBER_CONTEXT
     if jobs <= 1:
-        _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, mixup, torch.get_num_threads(), True)
+        _MEMBER_CONTEXT = (clips, arch, epochs, recipe, torch.get_num_threads(), True)
         return [_train_member(s) for s in seeds]
     import multiprocessing
-    _MEMBER_CONTEXT = (clips, arch, epochs, specaug_masks, mixup, 1, False)   # per-epoch lines instead of interleaved bars
+    _MEMBER_CONTEXT = (clips, arch, epochs, recipe, 1, False)   # per-epoch lines instead of interleaved bars
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         return pool.map(_train_member, seeds, chunksize=1)
 
@@ -166,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="networks trained side by side, one process and one thread each")
     p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
     p.add_argument("--holdout", type=int, default=None, help="hold out the speakers of this fold (0-2) and score them after training")
-    p.add_argument("--specaug-masks", type=int, default=2, help="SpecAugment stripes per axis and window (0 turns it off)")
-    p.add_argument("--mixup", type=float, default=0.0, help="feature-domain mixup, Beta(a, a) weights (0: off, the shipped recipe)")
+    add_recipe_args(p)
     p.add_argument("--out", type=Path, default=Path("artifacts/model.pt"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -175,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     held = speaker_folds(clips)[args.holdout] if args.holdout is not None else set()
     train_clips = select(clips, ("ravdess", "emovo"), held)
     t0 = time.time()
-    members = train_members(train_clips, args.arch, args.epochs, args.seeds, args.specaug_masks, min(args.jobs, len(args.seeds)), args.mixup)
+    recipe = recipe_from(args)
+    members = train_members(train_clips, args.arch, args.epochs, args.seeds, min(args.jobs, len(args.seeds)), recipe)
     seconds = round(time.time() - t0, 1)
     ckpt = {"arch": args.arch, "members": members, "held_out": sorted(held), "seeds": args.seeds, "epochs": args.epochs,
-            "specaug_masks": args.specaug_masks, "mixup": args.mixup, "train_seconds": seconds}
+            **asdict(recipe), "train_seconds": seconds}
     ckpt["held_out_scores"] = held_out_scores(load_members(ckpt), [c for c in clips if c.speaker in held]) if held else {}
     scores = ckpt["held_out_scores"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
