@@ -19,7 +19,7 @@ from .frontend import SAMPLE_RATE_HZ, WINDOW_S
 from .labels import EMOTIONS, SENTIMENTS
 
 OPSET = 17
-MODEL_VERSION = "0.4.0"
+MODEL_VERSION = "0.5.0"
 
 
 SENTIMENT_OUTPUT = "sentiment_probabilities"
