@@ -57,7 +57,7 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def recipe_from(args: argparse.Namespace) -> Recipe:
-    return Recipe(specaug_masks=args.specaug_masks, mixup=args.mixup, speed=args.speed)
+    return Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
 
 
 def set_seed(seed: int) -> None:
@@ -115,6 +115,10 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
     sent_loss = nn.CrossEntropyLoss(weight=balanced_weights([c.sentiment for c in clips], len(SENTIMENTS)),
                                     ignore_index=NO_SENTIMENT, label_smoothing=LABEL_SMOOTHING)
     babble = [c.audio for c in clips[:: max(1, len(clips) // 200)]]
+
+    def joint_loss(e: torch.Tensor, s: torch.Tensor, y: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        return emo_loss(e, y) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys)
+
     history = {"epoch": [], "loss": [], "val_ua": []}
     for epoch in range(epochs):
         model.train()
@@ -130,11 +134,9 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
                 lam, perm = float(rng.beta(mixup, mixup)), torch.from_numpy(rng.permutation(len(batch)))
                 features = model.frontend(x)
                 e, s = model.classify(lam * features + (1 - lam) * features[perm])
-                loss = (lam * (emo_loss(e, y) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys))
-                        + (1 - lam) * (emo_loss(e, y[perm]) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys[perm])))
+                loss = lam * joint_loss(e, s, y, ys) + (1 - lam) * joint_loss(e, s, y[perm], ys[perm])
             else:
-                e, s = model(x)
-                loss = emo_loss(e, y) + SENTIMENT_LOSS_WEIGHT * sent_loss(s, ys)
+                loss = joint_loss(*model(x), y, ys)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -41,7 +41,7 @@ def test_speed_perturbed_windows_are_one_window_long_and_seeded():
     assert a[0].shape == (WINDOW,) and a[0].dtype == np.float32
     assert np.array_equal(a[0], a[1])
     rng = np.random.default_rng(3)
-    pitches = {round(peak_hz(training_window(clip, rng, Recipe(speed=0.1, specaug_masks=2), [])), -1) for _ in range(12)}
+    pitches = {round(peak_hz(training_window(clip, rng, SHIPPED_RECIPE, [])), -1) for _ in range(12)}
     assert len(pitches) > 1            # the voice moves: not the identity
 
 

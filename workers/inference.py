@@ -61,7 +61,6 @@ class OnnxClassifier:
         if rate != ANALYSIS_RATE_HZ:
             raise ModelContractError(f"{path}: the workers analyse at {ANALYSIS_RATE_HZ} Hz, model wants {rate} Hz")
         self.input_name = inputs[0].name
-        self.output_name = self.session.get_outputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(meta)
         self.info = ModelInfo(str(path), labels, rate, meta.get("model_version", "unknown"))
@@ -79,7 +78,7 @@ class OnnxClassifier:
         [batch, 3], that output too, from one run."""
         if windows.ndim != 2 or windows.dtype != np.float32:
             raise ValueError(f"expected float32 [batch, samples], got {windows.dtype} {windows.shape}")
-        names = [self.output_name] + ([sentiment_output] if sentiment_output else [])
+        names = self.output_names[:1] + ([sentiment_output] if sentiment_output else [])
         expected = [(windows.shape[0], len(self.labels)), (windows.shape[0], len(SENTIMENT_LABELS))][:len(names)]
         if windows.shape[0] == 0:
             return [np.zeros(shape, np.float32) for shape in expected]
