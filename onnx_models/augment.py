@@ -8,7 +8,7 @@ from scipy.signal import butter, fftconvolve, resample, sosfilt
 
 from workers.audio import ALAW_TO_FLOAT, MULAW_TO_FLOAT, encode_alaw, encode_mulaw
 
-from .frontend import SAMPLE_RATE_HZ
+from .dsp import SAMPLE_RATE_HZ
 
 BAND_LOW_HZ, BAND_HIGH_HZ = 300.0, 3400.0
 _BANDPASS = butter(4, [BAND_LOW_HZ, BAND_HIGH_HZ], btype="bandpass", fs=SAMPLE_RATE_HZ, output="sos")

@@ -17,9 +17,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from .data import DEFAULT_DATA, load_all, speaker_folds, windows_of
-from .evaluate import channel, score
 from .frontend import LogMel
 from .labels import EMOTIONS, EMOVO_EMOTIONS, SHARED_EMOTIONS
+from .scoring import channel, score
 
 N_MFCC = 13
 

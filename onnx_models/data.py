@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .frontend import SAMPLE_RATE_HZ, WINDOW_S
+from .dsp import SAMPLE_RATE_HZ, WINDOW_S
 from .labels import EMOTIONS, sentiment_index
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -9,6 +9,8 @@ Protocols:
   EMOVO on its 7; mean and standard deviation over folds.
 - cross-corpus: train on one corpus only, test on every speaker of the other, on the 6 shared classes.
 - telephone: the same test clips through a 300-3400 Hz band-pass and G.711 (u-law for even clips, A-law for odd).
+- unseen corpora (``--unseen FOLDER``, e.g. EmoDB laid out by `prepare_emodb`): no training sees them; the fold
+  models (trained on both corpora) and each cross-corpus model are scored on them, on the emotions they share.
 """
 
 from __future__ import annotations
@@ -22,83 +24,30 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
-from .augment import telephone_band
-from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, windows_of
+from .data import DEFAULT_DATA, Clip, load_all, load_corpus, speaker_folds
 from .labels import EMOTIONS, EMOVO_EMOTIONS, SHARED_EMOTIONS
+from .scoring import (
+    Predictions,
+    channel,
+    predict_windows,
+    score,
+    score_channels,
+    shared_labels,
+)
 from .train import SHIPPED_RECIPE, Recipe, add_recipe_args, recipe_from, train
 
 # What a speaker fold is scored on: RAVDESS on its 8 classes, EMOVO on its 7.
 FOLD_LABEL_SETS: dict[str, tuple[str, ...]] = {"ravdess": tuple(EMOTIONS), "emovo": EMOVO_EMOTIONS}
 
-NEG, NEU, POS = ([EMOTIONS.index(e) for e in ("angry", "disgust", "fearful", "sad")],
-                 [EMOTIONS.index(e) for e in ("neutral", "calm")], [EMOTIONS.index("happy")])
-
-
-def channel(clips: list[Clip], kind: str) -> list[np.ndarray]:
-    if kind == "clean":
-        return [c.audio for c in clips]
-    return [telephone_band(c.audio, "mulaw" if i % 2 == 0 else "alaw") for i, c in enumerate(clips)]
-
 
 @torch.no_grad()
 def predict(model, audios: list[np.ndarray], batch: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per clip: window emotion probabilities [w, 8] and sentiment-head probabilities [w, 3]."""
-    wins = [windows_of(a) for a in audios]
-    flat = np.stack([w for ws in wins for w in ws])
-    emo, sent = [], []
-    for i in range(0, len(flat), batch):
-        e, s = model(torch.from_numpy(flat[i:i + batch]))
-        emo.append(torch.softmax(e, 1).numpy())
-        sent.append(torch.softmax(s, 1).numpy())
-    emo, sent = np.concatenate(emo), np.concatenate(sent)
-    out_e, out_s, k = [], [], 0
-    for ws in wins:
-        out_e.append(emo[k:k + len(ws)])
-        out_s.append(sent[k:k + len(ws)])
-        k += len(ws)
-    return out_e, out_s
-
-
-def derived_sentiment(emo: np.ndarray) -> np.ndarray:
-    return np.stack([emo[:, NEG].sum(1), emo[:, NEU].sum(1), emo[:, POS].sum(1)], axis=1)
-
-
-def _scores(y: list[int], p: list[int], labels: list[int]) -> dict:
-    return {"ua": round(float(balanced_accuracy_score(y, p)), 4),
-            "macro_f1": round(float(f1_score(y, p, labels=labels, average="macro", zero_division=0)), 4), "n": len(y)}
-
-
-def score(clips: list[Clip], emo: list[np.ndarray], sent: list[np.ndarray], label_set: tuple[str, ...]) -> dict:
-    """Emotion on ``label_set`` (predictions restricted to it), sentiment derived and from its head; per window
-    and per clip (mean of window probabilities); per class recall and per sex UA at clip level."""
-    cols = [EMOTIONS.index(e) for e in label_set]
-    keep = [i for i, c in enumerate(clips) if c.emotion in label_set]
-    res: dict = {"labels": list(label_set)}
-    for level in ("window", "clip"):
-        y, p, ys, pd, ph, sex = [], [], [], [], [], []
-        for i in keep:
-            e, s = emo[i], sent[i]
-            if level == "clip":
-                e, s = e.mean(0, keepdims=True), s.mean(0, keepdims=True)
-            y += [cols.index(EMOTIONS.index(clips[i].emotion))] * len(e)
-            p += list(np.argmax(e[:, cols], 1))
-            sex += [clips[i].sex] * len(e)
-            if clips[i].sentiment >= 0:
-                ys += [clips[i].sentiment] * len(e)
-                pd += list(np.argmax(derived_sentiment(e), 1))
-                ph += list(np.argmax(s, 1))
-        r = {"emotion": _scores(y, p, list(range(len(cols)))),
-             "sentiment_derived": _scores(ys, pd, [0, 1, 2]), "sentiment_head": _scores(ys, ph, [0, 1, 2])}
-        if level == "clip":
-            cm = confusion_matrix(y, p, labels=list(range(len(cols))))
-            r["per_class_recall"] = {label_set[j]: round(float(cm[j, j] / max(cm[j].sum(), 1)), 3) for j in range(len(cols))}
-            r["per_sex_ua"] = {s: round(float(balanced_accuracy_score([a for a, b in zip(y, sex) if b == s], [a for a, b in zip(p, sex) if b == s])), 4)
-                               for s in sorted(set(sex))}
-            r["confusion"] = cm.tolist()
-        res[level] = r
-    return res
+    def probabilities(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e, s = model(torch.from_numpy(windows))
+        return torch.softmax(e, 1).numpy(), torch.softmax(s, 1).numpy()
+    return predict_windows(probabilities, audios, batch)
 
 
 @torch.no_grad()
@@ -109,9 +58,6 @@ def quick_ua(model, clips: list[Clip]) -> float:
     return score(clips, emo, sent, tuple(EMOTIONS))["clip"]["emotion"]["ua"]
 
 
-Predictions = dict[str, tuple[list[np.ndarray], list[np.ndarray]]]   # channel -> (emotion, sentiment) per clip
-
-
 def predict_channels(model, test: list[Clip]) -> Predictions:
     return {kind: predict(model, channel(test, kind)) for kind in ("clean", "telephone")}
 
@@ -120,15 +66,6 @@ def mean_predictions(preds: list[Predictions]) -> Predictions:
     """A seed ensemble: the mean of its members' window probabilities (what the exported ensemble computes)."""
     return {kind: tuple([np.mean([p[kind][head][i] for p in preds], axis=0) for i in range(len(preds[0][kind][head]))]
                         for head in (0, 1)) for kind in preds[0]}
-
-
-def score_channels(test: list[Clip], preds: Predictions, label_sets: dict[str, tuple[str, ...]]) -> dict:
-    out = {}
-    for kind, (emo, sent) in preds.items():
-        for name, labels in label_sets.items():
-            subset = [i for i, c in enumerate(test) if c.corpus == name or name == "both"]
-            out[f"{name}/{kind}"] = score([test[i] for i in subset], [emo[i] for i in subset], [sent[i] for i in subset], labels)
-    return out
 
 
 def evaluate_model(model, test: list[Clip], label_sets: dict[str, tuple[str, ...]]) -> dict:
@@ -158,12 +95,13 @@ class _Protocol(NamedTuple):
     progress: bool                  # False in pool workers: their bars would interleave
     checkpoint_dir: Path | None     # the first seed's fold-0 model is kept there for the INT8 check
     first_seed: int
+    unseen: list[Clip]              # corpora no training sees: every trained model is scored on them too
 
 
 _PROTOCOL: _Protocol | None = None
 
 
-def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, float]:
+def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, float, Predictions | None]:
     """One training (one task, one seed) and its predictions on the task's test clips. Runs in a worker process
     with one torch thread, so the trainings of a protocol can run side by side."""
     task, seed = job
@@ -173,22 +111,25 @@ def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, floa
     train_clips, test, _ = task_data(ctx.clips, task)
     model, hist = train(train_clips, ctx.arch, ctx.epochs, seed, log=lambda *_: None, progress=ctx.progress, recipe=ctx.recipe)
     preds = predict_channels(model, test)
+    unseen = predict_channels(model, ctx.unseen) if ctx.unseen else None
     if task == ("fold", 0) and ctx.checkpoint_dir is not None and seed == ctx.first_seed:   # scored by the INT8 check on speakers it never saw
         ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save({"arch": ctx.arch, "state": model.state_dict(), "held_out": sorted(speaker_folds(ctx.clips)[0]), "epochs": ctx.epochs,
                     "seed": seed}, ctx.checkpoint_dir / f"fold0_{ctx.arch}.pt")
-    return task, seed, preds, hist, round(time.time() - t0, 1)
+    return task, seed, preds, hist, round(time.time() - t0, 1), unseen
 
 
 def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], log=print, checkpoint_dir: Path | None = None,
-                  jobs: int = 1, recipe: Recipe = SHIPPED_RECIPE) -> dict:
+                  jobs: int = 1, recipe: Recipe = SHIPPED_RECIPE, unseen: list[Clip] | None = None) -> dict:
     """Every protocol for one architecture: 3 speaker folds and both cross-corpus directions, one training per
     seed, ``jobs`` trainings at a time (each in its own process with one thread; jobs=1 runs them here with the
     caller's thread count). With several seeds the results are those of their ensemble (mean probabilities), and
-    ``members`` holds the headline numbers of each seed alone and of the ensembles of its first k seeds."""
+    ``members`` holds the headline numbers of each seed alone and of the ensembles of its first k seeds.
+    ``unseen``: clips of corpora that no task trains on; each task's models are also scored on them (under the
+    task's ``unseen`` key), on the emotions each such corpus shares with the model."""
     global _PROTOCOL
     _PROTOCOL = _Protocol(clips, arch, epochs, recipe, threads=1 if jobs > 1 else torch.get_num_threads(), progress=jobs <= 1,
-                          checkpoint_dir=checkpoint_dir, first_seed=seeds[0])
+                          checkpoint_dir=checkpoint_dir, first_seed=seeds[0], unseen=unseen or [])
     tasks = [("fold", k) for k in range(len(speaker_folds(clips)))] + [("cross", "ravdess", "emovo"), ("cross", "emovo", "ravdess")]
     jobs_list = [(t, s) for s in seeds for t in tasks]
     done = []
@@ -200,7 +141,8 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
                 log(f"[{arch}] {' '.join(map(str, d[0]))}, seed {d[1]}: trained and scored in {d[4]:.0f} s ({len(done)}/{len(jobs_list)})")
     else:
         done = [_run_task(j) for j in jobs_list]
-    by_job = {(task, seed): (preds, hist, secs) for task, seed, preds, hist, secs in done}
+    by_job = {(task, seed): (preds, hist, secs, unseen_preds) for task, seed, preds, hist, secs, unseen_preds in done}
+    unseen_label_sets = {name: shared_labels([c for c in unseen if c.corpus == name]) for name in sorted({c.corpus for c in unseen or []})}
 
     def results_for(members: list[int]) -> dict:
         results: dict = {"arch": arch, "epochs": epochs, "seed": members[0] if len(members) == 1 else members, **asdict(recipe),
@@ -209,6 +151,8 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
             _, test, label_sets = task_data(clips, task)
             r = score_channels(test, mean_predictions([by_job[(task, s)][0] for s in members]), label_sets)
             r["train_seconds"] = [by_job[(task, s)][2] for s in members]
+            if unseen:
+                r["unseen"] = score_channels(unseen, mean_predictions([by_job[(task, s)][3] for s in members]), unseen_label_sets)
             if task[0] == "fold":
                 r["held_out"] = sorted(speaker_folds(clips)[task[1]])
                 results["folds"].append(r)
@@ -226,6 +170,9 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
             f"EMOVO UA {f['emovo/clean']['clip']['emotion']['ua']:.3f} (phone {f['emovo/telephone']['clip']['emotion']['ua']:.3f})")
     for pair, r in results["cross"].items():
         log(f"[{arch}] {pair}: UA {r[pair.split('->')[1] + '/clean']['clip']['emotion']['ua']:.3f}")
+    for name in unseen_label_sets:
+        log(f"[{arch}] unseen {name}: UA " + ", ".join(f"{label} {r['unseen'][name + '/clean']['clip']['emotion']['ua']:.3f}" for label, r in
+                                                   [*((f"fold {k}", f) for k, f in enumerate(results["folds"])), *results["cross"].items()]))
     return results
 
 
@@ -237,7 +184,9 @@ def headline(summary: dict) -> dict:
             "ravdess_sentiment_ua": summary["ravdess/clean/clip"]["sentiment_head_ua"]["mean"],
             "emovo_sentiment_ua": summary["emovo/clean/clip"]["sentiment_head_ua"]["mean"],
             **{f"cross {k.split('/')[0].removeprefix('cross ')}": v["emotion_ua"] for k, v in summary.items()
-               if k.startswith("cross") and k.endswith("/clean/clip")}}
+               if k.startswith("cross") and k.endswith("/clean/clip")},
+            **{k.split("/")[0]: v["emotion_ua"]["mean"] if isinstance(v["emotion_ua"], dict) else v["emotion_ua"]
+               for k, v in summary.items() if k.startswith("unseen") and k.endswith("/clean/clip")}}
 
 
 def fold_stat(results: dict, path: tuple) -> dict:
@@ -272,6 +221,17 @@ def summarise(results: dict) -> dict:
                 e = r[f"{dst}/{kind}"][level]
                 out[f"cross {pair}/{kind}/{level}"] = {"emotion_ua": e["emotion"]["ua"], "emotion_f1": e["emotion"]["macro_f1"],
                                                       "sentiment_head_ua": e["sentiment_head"]["ua"]}
+    for key in results["folds"][0].get("unseen", {}):         # e.g. "emodb/clean": the fold models, then each corpus's own
+        corpus, kind = key.split("/")
+        for level in ("window", "clip"):
+            base = ("unseen", key, level)
+            out[f"unseen {corpus} from both/{kind}/{level}"] = {
+                "emotion_ua": stat(base + ("emotion", "ua")), "emotion_f1": stat(base + ("emotion", "macro_f1")),
+                "sentiment_head_ua": stat(base + ("sentiment_head", "ua"))}
+            for pair, r in results["cross"].items():
+                e = r["unseen"][key][level]
+                out[f"unseen {corpus} from {pair.split('->')[0]}/{kind}/{level}"] = {
+                    "emotion_ua": e["emotion"]["ua"], "emotion_f1": e["emotion"]["macro_f1"], "sentiment_head_ua": e["sentiment_head"]["ua"]}
     return out
 
 
@@ -284,16 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads when --jobs is 1")
     p.add_argument("--jobs", type=int, default=1, help="trainings side by side, one process and one thread each")
     add_recipe_args(p)
+    p.add_argument("--unseen", type=Path, nargs="*", default=[],
+                   help="corpus folders (labels.csv, 16 kHz audio) that no training sees; every trained model is also scored on them")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = load_all(args.data)
+    unseen = [c for folder in args.unseen for c in load_corpus(folder.resolve().name, folder.resolve().parent)]
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in args.arch:
         t0 = time.time()
         recipe = recipe_from(args)
         results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=Path("artifacts") if recipe == SHIPPED_RECIPE else None,
-                                jobs=args.jobs, recipe=recipe)
+                                jobs=args.jobs, recipe=recipe, unseen=unseen)
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
         name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + recipe.tag()

@@ -15,7 +15,7 @@ import onnx
 import torch
 from torch import nn
 
-from .frontend import SAMPLE_RATE_HZ, WINDOW_S
+from .dsp import SAMPLE_RATE_HZ, WINDOW_S
 from .labels import EMOTIONS, SENTIMENTS
 
 OPSET = 17

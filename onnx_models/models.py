@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .frontend import N_MELS, LogMel
+from .dsp import N_MELS
+from .frontend import LogMel
 from .labels import EMOTIONS, SENTIMENTS
 
 

@@ -63,6 +63,35 @@ def members_table(evals: dict) -> str | None:
         rows, ["model", "networks", "RAVDESS 8-class", "EMOVO 7-class", "RAVDESS → EMOVO", "EMOVO → RAVDESS", "sentiment RAVDESS", "sentiment EMOVO"]))
 
 
+def unseen_tables(evals: dict) -> list[str]:
+    """Corpora no training saw: the shipped files (reports/unseen_<corpus>.json, written by `score_onnx --json`) and
+    the protocol's models (evaluations run with ``--unseen``)."""
+    parts, rows = [], []
+    for path in sorted(REPORTS.glob("unseen_*.json")):
+        u = json.loads(path.read_text())
+        c, t = u["clean"]["clip"], u["telephone"]["clip"]
+        rows.append([u["corpus"], f"{u['clips']} clips ({c['emotion']['n']} of a scored emotion), {u['speakers']} speakers", f"{len(u['labels'])}: {', '.join(u['labels'])}",
+                     f"{c['emotion']['ua']:.3f}", f"{c['emotion']['macro_f1']:.3f}", f"{t['emotion']['ua']:.3f}",
+                     f"{c['sentiment_head']['ua']:.3f} / {t['sentiment_head']['ua']:.3f}", f"{c['per_sex_ua']['f']:.3f} / {c['per_sex_ua']['m']:.3f}"])
+    if rows:
+        parts.append("### A corpus no model saw: the shipped files, through the ONNX contract (`score_onnx`), clips\n\n" + table(
+            rows, ["corpus", "size", "emotion classes scored", "UA clean", "macro-F1 clean", "UA telephone", "sentiment UA clean / telephone",
+                   "UA women / men"]))
+    columns = (("clean", "emotion", "ua"), ("clean", "emotion", "macro_f1"), ("telephone", "emotion", "ua"), ("clean", "sentiment_head", "ua"))
+    rows = []
+    for name, r in evals.items():
+        for corpus in sorted({k.split("/")[0] for k in r["folds"][0].get("unseen", {})}):
+            rows.append([name, f"both corpora, 3 folds → {corpus}"] + [
+                ms(fold_stat(r, ("unseen", f"{corpus}/{kind}", "clip", head, metric))) for kind, head, metric in columns])
+            for pair, res in r["cross"].items():
+                rows.append([name, f"{pair.split('->')[0]} only → {corpus}"] + [
+                    f"{res['unseen'][f'{corpus}/{kind}']['clip'][head][metric]:.3f}" for kind, head, metric in columns])
+    if rows:
+        parts.append("### The protocol's models on a corpus no training saw (shared emotion classes, clips)\n\n" + table(
+            rows, ["model", "trained on → tested on", "UA clean", "macro-F1 clean", "UA telephone", "sentiment UA clean"]))
+    return parts
+
+
 def main() -> int:
     evals = {p.stem.removeprefix("eval_"): json.loads(p.read_text()) for p in sorted(REPORTS.glob("eval_*.json"))}
     parts = [models_table(evals)]
@@ -92,6 +121,7 @@ def main() -> int:
             rows.append(cells)
     parts.append("### Emotion across corpora (6 shared classes; trained on one corpus, tested on every speaker of the other)\n\n" + table(
         rows, ["model", "train → test", "UA clean, windows", "UA clean, clips", "UA telephone, windows", "UA telephone, clips", "macro-F1 clean, clips"]))
+    parts += unseen_tables(evals)
     rows = []
     for name, r in evals.items():
         if name == "svm_mfcc":

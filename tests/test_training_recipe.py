@@ -7,7 +7,7 @@ pytest.importorskip("torch")
 
 from onnx_models.augment import change_speed, random_channel
 from onnx_models.data import WINDOW, Clip, speech_crop
-from onnx_models.frontend import SAMPLE_RATE_HZ
+from onnx_models.dsp import SAMPLE_RATE_HZ
 from onnx_models.train import SHIPPED_RECIPE, Recipe, training_window
 
 
