@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,17 @@ class Clip:
         return sentiment_index(self.emotion)
 
 
+def to_model_rate(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Polyphase resampling to SAMPLE_RATE_HZ (16 kHz corpora: by 1/2; 8 kHz telephone audio: unchanged)."""
+    if rate == SAMPLE_RATE_HZ:
+        return audio.astype(np.float32)
+    g = gcd(rate, SAMPLE_RATE_HZ)
+    return resample_poly(audio, SAMPLE_RATE_HZ // g, rate // g).astype(np.float32)
+
+
 def load_corpus(name: str, data_dir: Path = DEFAULT_DATA) -> list[Clip]:
+    """``data_dir/name/labels.csv`` (file, speaker, sex, emotion) and its mono audio files, at any sample rate of
+    at least 8 kHz, resampled to the models' rate."""
     root = Path(data_dir) / name
     if not (root / "labels.csv").exists():
         raise FileNotFoundError(f"{root}/labels.csv not found: pass --data pointing at the folder with {CORPORA}")
@@ -47,9 +58,10 @@ def load_corpus(name: str, data_dir: Path = DEFAULT_DATA) -> list[Clip]:
     with open(root / "labels.csv", newline="") as f:
         for row in csv.DictReader(f):
             audio, rate = sf.read(root / row["file"], dtype="float32")
-            if rate != 16000:
-                raise ValueError(f"{row['file']}: expected 16 kHz, got {rate}")
-            clips.append(Clip(name, row["speaker"], row["sex"], row["emotion"], resample_poly(audio, 1, 2).astype(np.float32)))
+            if audio.ndim != 1 or rate < SAMPLE_RATE_HZ:
+                raise ValueError(f"{row['file']}: expected mono audio (one call leg per file) at {SAMPLE_RATE_HZ} Hz or more, "
+                                 f"got {audio.shape[1] if audio.ndim > 1 else 1} channel(s) at {rate} Hz")
+            clips.append(Clip(name, row["speaker"], row["sex"], row["emotion"], to_model_rate(audio, rate)))
     return clips
 
 

@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="trainings side by side, one process and one thread each")
     add_recipe_args(p)
     p.add_argument("--unseen", type=Path, nargs="*", default=[],
-                   help="corpus folders (labels.csv, 16 kHz audio) that no training sees; every trained model is also scored on them")
+                   help="corpus folders (labels.csv, mono audio) that no training sees; every trained model is also scored on them")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -4,8 +4,8 @@ the check anyone can run on speech the models never saw.
     python -m onnx_models.score_onnx ~/corpora/emodb                       # the folder holds labels.csv
     python -m onnx_models.score_onnx ~/corpora/emodb --json onnx_models/reports/unseen_emodb.json
 
-The folder is laid out like the shared corpora: ``labels.csv`` (file, speaker, sex, emotion) and 16 kHz audio
-(`prepare_emodb` writes that layout for the Berlin EmoDB). Emotion is scored on the classes that the corpus and the
+The folder is laid out like the shared corpora: ``labels.csv`` (file, speaker, sex, emotion) and mono audio files
+at 8 kHz or more, one speaker (call leg) per file (`prepare_emodb` writes that layout for the Berlin EmoDB). Emotion is scored on the classes that the corpus and the
 model share, sentiment on every clip whose emotion has a sentiment; both per 2 s window and per clip, clean and
 through the telephone channel, with the same code as `evaluate`.
 """
@@ -67,7 +67,7 @@ def summary_lines(name: str, r: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("corpus", type=Path, help="folder with labels.csv (file, speaker, sex, emotion) and 16 kHz audio")
+    p.add_argument("corpus", type=Path, help="folder with labels.csv (file, speaker, sex, emotion) and mono audio at 8 kHz or more")
     p.add_argument("--models", type=Path, default=default_model_dir(), help="folder with emotion.onnx and sentiment.onnx")
     p.add_argument("--json", type=Path, help="also write the full result (confusions included) here")
     args = p.parse_args(argv)

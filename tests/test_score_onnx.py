@@ -76,6 +76,25 @@ def test_score_onnx_runs_the_shipped_files_on_a_corpus_folder(tmp_path, capsys):
     assert "mixed: 120 clips, 2 speakers" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not (DATA / "ravdess" / "labels.csv").exists(), reason="the corpora (../shared/data) are not beside the repository")
+def test_telephone_rate_files_score_like_the_same_speech_at_16khz(tmp_path):
+    # Labelled calls come at 8 kHz: the same clips stored at 8 kHz (float WAV) must give the same scores.
+    folder16 = _corpus_from_shared(tmp_path, {"ravdess-03"}, relabel_as_bored=0)
+    folder8 = tmp_path / "calls8k"
+    (folder8 / "audio").mkdir(parents=True)
+    rows = ["file,speaker,sex,emotion"]
+    for i, c in enumerate(load_corpus(folder16.name, tmp_path)):
+        sf.write(folder8 / "audio" / f"{i}.wav", c.audio, 8000, subtype="FLOAT")
+        rows.append(f"audio/{i}.wav,{c.speaker},{c.sex},{c.emotion}")
+    (folder8 / "labels.csv").write_text("\n".join(rows) + "\n")
+    models = score_onnx.default_model_dir()
+    r16 = score_onnx.score_corpus(load_corpus(folder16.name, tmp_path), models)
+    r8 = score_onnx.score_corpus(load_corpus(folder8.name, tmp_path), models)
+    for kind in ("clean", "telephone"):
+        assert r8[kind]["clip"]["confusion"] == r16[kind]["clip"]["confusion"]
+    assert r8["clean"]["clip"]["emotion"]["ua"] > 0.5
+
+
 def test_score_onnx_refuses_a_corpus_that_shares_too_few_emotions(tmp_path):
     folder = tmp_path / "odd"
     (folder / "wav").mkdir(parents=True)
@@ -84,3 +103,14 @@ def test_score_onnx_refuses_a_corpus_that_shares_too_few_emotions(tmp_path):
     (folder / "labels.csv").write_text("file,speaker,sex,emotion\nwav/a.flac,s1,f,bored\nwav/a.flac,s1,f,angry\n")
     with pytest.raises(ValueError, match="fewer than two emotions"):
         score_onnx.main([str(folder)])
+
+
+def test_load_corpus_refuses_stereo_and_low_rate_audio(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    sf.write(folder / "stereo.wav", np.zeros((16000, 2), np.float32), 16000)
+    sf.write(folder / "slow.wav", np.zeros(4000, np.float32), 4000)
+    for name in ("stereo.wav", "slow.wav"):
+        (folder / "labels.csv").write_text(f"file,speaker,sex,emotion\n{name},s1,f,angry\n")
+        with pytest.raises(ValueError, match="expected mono audio"):
+            load_corpus("bad", tmp_path)
