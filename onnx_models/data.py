@@ -40,12 +40,13 @@ class Clip:
         return sentiment_index(self.emotion)
 
 
-def to_model_rate(audio: np.ndarray, rate: int) -> np.ndarray:
-    """Polyphase resampling to SAMPLE_RATE_HZ (16 kHz corpora: by 1/2; 8 kHz telephone audio: unchanged)."""
-    if rate == SAMPLE_RATE_HZ:
+def resample(audio: np.ndarray, rate: int, to_rate: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """Polyphase resampling of a whole clip, float32 (to the models' rate by default: 16 kHz corpora by 1/2,
+    8 kHz telephone audio unchanged)."""
+    if rate == to_rate:
         return audio.astype(np.float32)
-    g = gcd(rate, SAMPLE_RATE_HZ)
-    return resample_poly(audio, SAMPLE_RATE_HZ // g, rate // g).astype(np.float32)
+    g = gcd(rate, to_rate)
+    return resample_poly(audio, to_rate // g, rate // g).astype(np.float32)
 
 
 def load_corpus(name: str, data_dir: Path = DEFAULT_DATA) -> list[Clip]:
@@ -61,7 +62,7 @@ def load_corpus(name: str, data_dir: Path = DEFAULT_DATA) -> list[Clip]:
             if audio.ndim != 1 or rate < SAMPLE_RATE_HZ:
                 raise ValueError(f"{row['file']}: expected mono audio (one call leg per file) at {SAMPLE_RATE_HZ} Hz or more, "
                                  f"got {audio.shape[1] if audio.ndim > 1 else 1} channel(s) at {rate} Hz")
-            clips.append(Clip(name, row["speaker"], row["sex"], row["emotion"], to_model_rate(audio, rate)))
+            clips.append(Clip(name, row["speaker"], row["sex"], row["emotion"], resample(audio, rate)))
     return clips
 
 

@@ -46,7 +46,3 @@ def dft_basis(n_fft: int = N_FFT) -> np.ndarray:
     cos = np.cos(2 * math.pi * k * n / n_fft) * window
     sin = -np.sin(2 * math.pi * k * n / n_fft) * window
     return np.concatenate([cos, sin])[:, None, :].astype(np.float32)
-
-
-def frames_for(samples: int) -> int:
-    return (samples - N_FFT) // HOP + 1

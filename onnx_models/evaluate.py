@@ -200,6 +200,12 @@ def fold_stat(results: dict, path: tuple) -> dict:
     return {"mean": round(float(np.mean(vals)), 4), "std": round(float(np.std(vals)), 4)}
 
 
+def _single_model_summary(level_result: dict) -> dict:
+    """The summary numbers of one model's score at one level (cross-corpus and unseen-corpus tasks: no folds)."""
+    return {"emotion_ua": level_result["emotion"]["ua"], "emotion_f1": level_result["emotion"]["macro_f1"],
+            "sentiment_head_ua": level_result["sentiment_head"]["ua"]}
+
+
 def summarise(results: dict) -> dict:
     """Mean and standard deviation over folds of the headline numbers."""
     def stat(path):
@@ -218,9 +224,7 @@ def summarise(results: dict) -> dict:
         dst = pair.split("->")[1]
         for kind in ("clean", "telephone"):
             for level in ("window", "clip"):
-                e = r[f"{dst}/{kind}"][level]
-                out[f"cross {pair}/{kind}/{level}"] = {"emotion_ua": e["emotion"]["ua"], "emotion_f1": e["emotion"]["macro_f1"],
-                                                      "sentiment_head_ua": e["sentiment_head"]["ua"]}
+                out[f"cross {pair}/{kind}/{level}"] = _single_model_summary(r[f"{dst}/{kind}"][level])
     for key in results["folds"][0].get("unseen", {}):         # e.g. "emodb/clean": the fold models, then each corpus's own
         corpus, kind = key.split("/")
         for level in ("window", "clip"):
@@ -229,9 +233,7 @@ def summarise(results: dict) -> dict:
                 "emotion_ua": stat(base + ("emotion", "ua")), "emotion_f1": stat(base + ("emotion", "macro_f1")),
                 "sentiment_head_ua": stat(base + ("sentiment_head", "ua"))}
             for pair, r in results["cross"].items():
-                e = r["unseen"][key][level]
-                out[f"unseen {corpus} from {pair.split('->')[0]}/{kind}/{level}"] = {
-                    "emotion_ua": e["emotion"]["ua"], "emotion_f1": e["emotion"]["macro_f1"], "sentiment_head_ua": e["sentiment_head"]["ua"]}
+                out[f"unseen {corpus} from {pair.split('->')[0]}/{kind}/{level}"] = _single_model_summary(r["unseen"][key][level])
     return out
 
 

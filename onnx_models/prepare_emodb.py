@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+
+from .data import resample
 
 OUTPUT_RATE_HZ = 16000
 EMOTION_OF_LETTER = {"W": "angry", "L": "bored", "E": "disgust", "A": "fearful", "F": "happy", "T": "sad", "N": "neutral"}
@@ -34,14 +34,6 @@ def parse_name(stem: str) -> tuple[str, str, str]:
     return f"emodb_{m['speaker']}", SEX_OF_SPEAKER[m["speaker"]], EMOTION_OF_LETTER[m["emotion"]]
 
 
-def to_output_rate(audio: np.ndarray, rate: int) -> np.ndarray:
-    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
-    if rate != OUTPUT_RATE_HZ:
-        g = gcd(OUTPUT_RATE_HZ, rate)
-        mono = resample_poly(mono, OUTPUT_RATE_HZ // g, rate // g)
-    return np.clip(mono, -1.0, 1.0).astype(np.float32)
-
-
 def prepare(source: Path, out: Path) -> int:
     """Convert every EmoDB wav in ``source``; returns the number of clips written."""
     files = sorted(source.glob("*.wav"))
@@ -53,7 +45,8 @@ def prepare(source: Path, out: Path) -> int:
         speaker, sex, emotion = parse_name(path.stem)
         audio, rate = sf.read(path, dtype="float32")
         rel = f"wav/{path.stem}.flac"
-        sf.write(out / rel, to_output_rate(audio, rate), OUTPUT_RATE_HZ, format="FLAC", subtype="PCM_16")
+        mono = audio.mean(axis=1) if audio.ndim == 2 else audio
+        sf.write(out / rel, np.clip(resample(mono, rate, OUTPUT_RATE_HZ), -1.0, 1.0), OUTPUT_RATE_HZ, format="FLAC", subtype="PCM_16")
         rows.append((rel, speaker, sex, emotion))
     with open(out / "labels.csv", "w", newline="") as f:
         writer = csv.writer(f)
