@@ -66,6 +66,25 @@ def load_corpus(name: str, data_dir: Path = DEFAULT_DATA) -> list[Clip]:
     return clips
 
 
+def load_folder(folder: Path) -> list[Clip]:
+    """A corpus folder anywhere (``labels.csv`` and its audio), its clips tagged with the folder's name."""
+    folder = Path(folder).resolve()
+    return load_corpus(folder.name, folder.parent)
+
+
+def load_extra_training(folders: list[Path]) -> list[Clip]:
+    """Clips of further corpora to add to training, those whose emotion the model has a class for (EmoDB's
+    bored clips, for one, are left out). A folder with none of them is an error, not a silent no-op."""
+    out = []
+    for folder in folders:
+        clips = load_folder(folder)
+        kept = [c for c in clips if c.emotion in EMOTIONS]
+        if not kept:
+            raise ValueError(f"{folder}: none of its emotions {sorted({c.emotion for c in clips})} is one of the model's {EMOTIONS}")
+        out += kept
+    return out
+
+
 def load_all(data_dir: Path = DEFAULT_DATA) -> list[Clip]:
     return [c for name in CORPORA for c in load_corpus(name, data_dir)]
 

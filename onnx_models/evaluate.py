@@ -11,6 +11,8 @@ Protocols:
 - telephone: the same test clips through a 300-3400 Hz band-pass and G.711 (u-law for even clips, A-law for odd).
 - unseen corpora (``--unseen FOLDER``, e.g. EmoDB laid out by `prepare_emodb`): no training sees them; the fold
   models (trained on both corpora) and each cross-corpus model are scored on them, on the emotions they share.
+- more training data (``--extra-train FOLDER``): a further corpus added to every task's training set, never
+  tested on; the cross-corpus tasks then read e.g. "ravdess+emodb -> emovo" (leave one corpus out).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .data import DEFAULT_DATA, Clip, load_all, load_corpus, speaker_folds
+from .data import DEFAULT_DATA, Clip, load_all, load_extra_training, load_folder, speaker_folds
 from .labels import EMOTIONS, EMOVO_EMOTIONS, SHARED_EMOTIONS
 from .scoring import (
     Predictions,
@@ -96,6 +98,7 @@ class _Protocol(NamedTuple):
     checkpoint_dir: Path | None     # the first seed's fold-0 model is kept there for the INT8 check
     first_seed: int
     unseen: list[Clip]              # corpora no training sees: every trained model is scored on them too
+    extra: list[Clip]               # clips of further corpora added to every task's training set (never tested)
 
 
 _PROTOCOL: _Protocol | None = None
@@ -109,7 +112,7 @@ def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, floa
     torch.set_num_threads(ctx.threads)
     t0 = time.time()
     train_clips, test, _ = task_data(ctx.clips, task)
-    model, hist = train(train_clips, ctx.arch, ctx.epochs, seed, log=lambda *_: None, progress=ctx.progress, recipe=ctx.recipe)
+    model, hist = train(train_clips + ctx.extra, ctx.arch, ctx.epochs, seed, log=lambda *_: None, progress=ctx.progress, recipe=ctx.recipe)
     preds = predict_channels(model, test)
     unseen = predict_channels(model, ctx.unseen) if ctx.unseen else None
     if task == ("fold", 0) and ctx.checkpoint_dir is not None and seed == ctx.first_seed:   # scored by the INT8 check on speakers it never saw
@@ -120,7 +123,7 @@ def _run_task(job: tuple[Task, int]) -> tuple[Task, int, Predictions, dict, floa
 
 
 def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], log=print, checkpoint_dir: Path | None = None,
-                  jobs: int = 1, recipe: Recipe = SHIPPED_RECIPE, unseen: list[Clip] | None = None) -> dict:
+                  jobs: int = 1, recipe: Recipe = SHIPPED_RECIPE, unseen: list[Clip] | None = None, extra: list[Clip] | None = None) -> dict:
     """Every protocol for one architecture: 3 speaker folds and both cross-corpus directions, one training per
     seed, ``jobs`` trainings at a time (each in its own process with one thread; jobs=1 runs them here with the
     caller's thread count). With several seeds the results are those of their ensemble (mean probabilities), and
@@ -129,7 +132,7 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
     task's ``unseen`` key), on the emotions each such corpus shares with the model."""
     global _PROTOCOL
     _PROTOCOL = _Protocol(clips, arch, epochs, recipe, threads=1 if jobs > 1 else torch.get_num_threads(), progress=jobs <= 1,
-                          checkpoint_dir=checkpoint_dir, first_seed=seeds[0], unseen=unseen or [])
+                          checkpoint_dir=checkpoint_dir, first_seed=seeds[0], unseen=unseen or [], extra=extra or [])
     tasks = [("fold", k) for k in range(len(speaker_folds(clips)))] + [("cross", "ravdess", "emovo"), ("cross", "emovo", "ravdess")]
     jobs_list = [(t, s) for s in seeds for t in tasks]
     done = []
@@ -142,10 +145,12 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
     else:
         done = [_run_task(j) for j in jobs_list]
     by_job = {(task, seed): (preds, hist, secs, unseen_preds) for task, seed, preds, hist, secs, unseen_preds in done}
+    extra_corpora = sorted({c.corpus for c in extra or []})     # named in the cross-corpus keys: "ravdess+emodb->emovo"
     unseen_label_sets = {name: shared_labels([c for c in unseen if c.corpus == name]) for name in sorted({c.corpus for c in unseen or []})}
 
     def results_for(members: list[int]) -> dict:
         results: dict = {"arch": arch, "epochs": epochs, "seed": members[0] if len(members) == 1 else members, **asdict(recipe),
+                         "extra_train": extra_corpora,
                          "folds": [], "cross": {}, "histories": []}
         for task in tasks:
             _, test, label_sets = task_data(clips, task)
@@ -158,7 +163,7 @@ def run_protocols(clips: list[Clip], arch: str, epochs: int, seeds: list[int], l
                 results["folds"].append(r)
                 results["histories"].append(by_job[(task, members[0])][1])
             else:
-                results["cross"][f"{task[1]}->{task[2]}"] = r
+                results["cross"][f"{'+'.join([task[1], *extra_corpora])}->{task[2]}"] = r
         return results
 
     results = results_for(seeds)
@@ -248,20 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     add_recipe_args(p)
     p.add_argument("--unseen", type=Path, nargs="*", default=[],
                    help="corpus folders (labels.csv, mono audio) that no training sees; every trained model is also scored on them")
+    p.add_argument("--extra-train", type=Path, nargs="*", default=[],
+                   help="corpus folders added to every training set (fold and cross-corpus tasks); never tested on")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = load_all(args.data)
-    unseen = [c for folder in args.unseen for c in load_corpus(folder.resolve().name, folder.resolve().parent)]
+    unseen = [c for folder in args.unseen for c in load_folder(folder)]
+    extra = load_extra_training(args.extra_train)
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in args.arch:
         t0 = time.time()
         recipe = recipe_from(args)
-        results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=Path("artifacts") if recipe == SHIPPED_RECIPE else None,
-                                jobs=args.jobs, recipe=recipe, unseen=unseen)
+        results = run_protocols(clips, arch, args.epochs, args.seeds, checkpoint_dir=Path("artifacts") if recipe == SHIPPED_RECIPE and not extra else None,
+                                jobs=args.jobs, recipe=recipe, unseen=unseen, extra=extra)
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
-        name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + recipe.tag()
+        name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + recipe.tag() + "".join(f"_plus_{f.resolve().name}" for f in args.extra_train)
         (args.out / f"eval_{name}.json").write_text(json.dumps(results, indent=1))
         from .plots import plot_results
         plot_results(results, args.out, name)

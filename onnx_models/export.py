@@ -19,7 +19,7 @@ from .dsp import SAMPLE_RATE_HZ, WINDOW_S
 from .labels import EMOTIONS, SENTIMENTS
 
 OPSET = 17
-MODEL_VERSION = "0.5.0"
+MODEL_VERSION = "0.6.0"
 
 
 SENTIMENT_OUTPUT = "sentiment_probabilities"
@@ -63,7 +63,8 @@ def describe(ckpt: dict) -> tuple[str, str]:
     seeds = ckpt.get("seeds", [ckpt.get("seed", 0)])
     arch = ckpt["arch"] if len(seeds) == 1 else f"{ckpt['arch']} x{len(seeds)}"
     who = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of {len(seeds)} networks, seeds {', '.join(map(str, seeds))}"
-    return arch, f"{ckpt['arch']} trained {ckpt['epochs']} epochs ({who}) on EMOVO + RAVDESS with telephone augmentation"
+    corpora = " + ".join(["EMOVO", "RAVDESS", *ckpt.get("extra_train", [])])   # extra corpora by their folder names
+    return arch, f"{ckpt['arch']} trained {ckpt['epochs']} epochs ({who}) on {corpora} with telephone augmentation"
 
 
 def export_head(model: nn.Module, which: int, labels: tuple[str, ...], path: Path, description: str, arch: str,

@@ -37,7 +37,8 @@ def models_table(evals: dict) -> str:
             params = sum(p.numel() for p in ARCHITECTURES[arch]().parameters())
             seeds = r["seed"] if isinstance(r["seed"], list) else [r["seed"]]
             extra = (f", speed perturbation ±{r['speed'] * 100:g} %" if r.get("speed") else "") + (
-                f", feature mixup Beta({r['mixup']:g}, {r['mixup']:g})" if r.get("mixup") else "")
+                f", feature mixup Beta({r['mixup']:g}, {r['mixup']:g})" if r.get("mixup") else "") + (
+                f", {' and '.join(r['extra_train'])} added to every training set" if r.get("extra_train") else "")
             if len(seeds) == 1:
                 rows.append([name, ARCHITECTURES[arch].__name__, f"{params / 1e3:.0f} k", f"{r['epochs']} epochs, seed {seeds[0]}{extra}"])
             else:
@@ -55,27 +56,28 @@ def members_table(evals: dict) -> str | None:
         if "members" not in r:
             continue
         for member, h in {**r["members"], "all seeds (the ensemble)": headline(r["summary"])}.items():
-            rows.append([name, member] + [f"{h[k]:.3f}" for k in ("ravdess_ua", "emovo_ua", "cross ravdess->emovo", "cross emovo->ravdess",
-                                                                 "ravdess_sentiment_ua", "emovo_sentiment_ua")])
+            cross = [next(v for k, v in h.items() if k.startswith("cross ") and k.endswith(f"->{dst}")) for dst in ("emovo", "ravdess")]
+            rows.append([name, member] + [f"{v:.3f}" for v in (h["ravdess_ua"], h["emovo_ua"], *cross, h["ravdess_sentiment_ua"], h["emovo_sentiment_ua"])])
     if not rows:
         return None
     return ("### Seed ensembles: each network alone and the mean of the first k (clean clips, UA; folds: mean over the 3)\n\n" + table(
-        rows, ["model", "networks", "RAVDESS 8-class", "EMOVO 7-class", "RAVDESS → EMOVO", "EMOVO → RAVDESS", "sentiment RAVDESS", "sentiment EMOVO"]))
+        rows, ["model", "networks", "RAVDESS 8-class", "EMOVO 7-class", "other corpus → EMOVO", "other corpus → RAVDESS", "sentiment RAVDESS",
+               "sentiment EMOVO"]))
 
 
 def unseen_tables(evals: dict) -> list[str]:
-    """Corpora no training saw: the shipped files (reports/unseen_<corpus>.json, written by `score_onnx --json`) and
-    the protocol's models (evaluations run with ``--unseen``)."""
+    """Corpora no training saw: shipped files (reports/unseen_<corpus>_<version>.json, written by `score_onnx --json`
+    for a corpus that version never trained on) and the protocol's models (evaluations run with ``--unseen``)."""
     parts, rows = [], []
     for path in sorted(REPORTS.glob("unseen_*.json")):
         u = json.loads(path.read_text())
         c, t = u["clean"]["clip"], u["telephone"]["clip"]
-        rows.append([u["corpus"], f"{u['clips']} clips ({c['emotion']['n']} of a scored emotion), {u['speakers']} speakers", f"{len(u['labels'])}: {', '.join(u['labels'])}",
+        rows.append([u["corpus"], u["model_version"], f"{u['clips']} clips ({c['emotion']['n']} of a scored emotion), {u['speakers']} speakers", f"{len(u['labels'])}: {', '.join(u['labels'])}",
                      f"{c['emotion']['ua']:.3f}", f"{c['emotion']['macro_f1']:.3f}", f"{t['emotion']['ua']:.3f}",
                      f"{c['sentiment_head']['ua']:.3f} / {t['sentiment_head']['ua']:.3f}", f"{c['per_sex_ua']['f']:.3f} / {c['per_sex_ua']['m']:.3f}"])
     if rows:
-        parts.append("### A corpus no model saw: the shipped files, through the ONNX contract (`score_onnx`), clips\n\n" + table(
-            rows, ["corpus", "size", "emotion classes scored", "UA clean", "macro-F1 clean", "UA telephone", "sentiment UA clean / telephone",
+        parts.append("### Corpora the shipped files never trained on, through the ONNX contract (`score_onnx`), clips\n\n" + table(
+            rows, ["corpus", "models", "size", "emotion classes scored", "UA clean", "macro-F1 clean", "UA telephone", "sentiment UA clean / telephone",
                    "UA women / men"]))
     columns = (("clean", "emotion", "ua"), ("clean", "emotion", "macro_f1"), ("telephone", "emotion", "ua"), ("clean", "sentiment_head", "ua"))
     rows = []
@@ -119,7 +121,7 @@ def main() -> int:
                     cells.append(f"{res[f'{dst}/{kind}'][level]['emotion']['ua']:.3f}")
             cells.append(f"{res[f'{dst}/clean']['clip']['emotion']['macro_f1']:.3f}")
             rows.append(cells)
-    parts.append("### Emotion across corpora (6 shared classes; trained on one corpus, tested on every speaker of the other)\n\n" + table(
+    parts.append("### Emotion across corpora (6 shared classes; trained on one corpus (`+emodb`: and EmoDB), tested on every speaker of the other)\n\n" + table(
         rows, ["model", "train → test", "UA clean, windows", "UA clean, clips", "UA telephone, windows", "UA telephone, clips", "macro-F1 clean, clips"]))
     parts += unseen_tables(evals)
     rows = []

@@ -27,7 +27,7 @@ from workers.inference import (
     default_model_dir,
 )
 
-from .data import Clip, load_corpus
+from .data import Clip, load_folder
 from .labels import EMOTIONS
 from .scoring import channel, predict_windows, score, shared_labels
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the full result (confusions included) here")
     args = p.parse_args(argv)
     folder = args.corpus.resolve()
-    result = score_corpus(load_corpus(folder.name, folder.parent), args.models)
+    result = score_corpus(load_folder(folder), args.models)
     print("\n".join(summary_lines(folder.name, result)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

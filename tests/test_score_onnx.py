@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from onnx_models import prepare_emodb, score_onnx
-from onnx_models.data import load_corpus
+from onnx_models.data import load_corpus, load_extra_training
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -114,3 +114,22 @@ def test_load_corpus_refuses_stereo_and_low_rate_audio(tmp_path):
         (folder / "labels.csv").write_text(f"file,speaker,sex,emotion\n{name},s1,f,angry\n")
         with pytest.raises(ValueError, match="expected mono audio"):
             load_corpus("bad", tmp_path)
+
+
+def test_extra_training_corpora_keep_only_emotions_the_model_has(tmp_path):
+    # EmoDB laid out by prepare_emodb, trained on with --extra-train: its bored clips have no class, so they are
+    # left out; a folder with no emotion the model knows is refused rather than silently adding nothing.
+    src = tmp_path / "wav"
+    src.mkdir()
+    speech = (0.3 * np.sin(2 * np.pi * 180 * np.arange(16000) / 16000)).astype(np.float32)
+    for name in ("03a01Wa", "03a02Lb", "08b02Tc"):
+        sf.write(src / f"{name}.wav", speech, 16000)
+    prepare_emodb.prepare(src, tmp_path / "emodb")
+    clips = load_extra_training([tmp_path / "emodb"])
+    assert [(c.corpus, c.speaker, c.emotion) for c in clips] == [("emodb", "emodb_03", "angry"), ("emodb", "emodb_08", "sad")]
+    assert all(c.audio.shape == (8000,) for c in clips)          # at the models' 8 kHz
+    bored = tmp_path / "bored"
+    bored.mkdir()
+    (bored / "labels.csv").write_text(f"file,speaker,sex,emotion\n{src / '03a02Lb.wav'},s1,m,bored\n")
+    with pytest.raises(ValueError, match="none of its emotions"):
+        load_extra_training([bored])
