@@ -2,7 +2,7 @@
 the check anyone can run on speech the models never saw.
 
     python -m onnx_models.score_onnx ~/corpora/emodb                       # the folder holds labels.csv
-    python -m onnx_models.score_onnx ~/corpora/emodb --json onnx_models/reports/unseen_emodb.json
+    python -m onnx_models.score_onnx ~/corpora/urdu --json onnx_models/reports/unseen_urdu_0.6.0.json   # a corpus 0.6.0 never trained on
 
 The folder is laid out like the shared corpora: ``labels.csv`` (file, speaker, sex, emotion) and mono audio files
 at 8 kHz or more, one speaker (call leg) per file (`prepare_emodb` writes that layout for the Berlin EmoDB). Emotion is scored on the classes that the corpus and the
