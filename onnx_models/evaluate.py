@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                                 jobs=args.jobs, recipe=recipe, unseen=unseen, extra=extra)
         results["summary"] = summarise(results)
         results["seconds"] = round(time.time() - t0, 1)
-        name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + recipe.tag() + "".join(f"_plus_{f.resolve().name}" for f in args.extra_train)
+        name = (arch if len(args.seeds) == 1 else f"{arch}_x{len(args.seeds)}") + recipe.tag() + "".join(f"_plus_{c}" for c in results["extra_train"])
         (args.out / f"eval_{name}.json").write_text(json.dumps(results, indent=1))
         from .plots import plot_results
         plot_results(results, args.out, name)
