@@ -13,8 +13,10 @@ from stream.events import CallEvent
 from stream.frame import HEADER, AudioFrame, encode_frame
 from test_leg_audio import time_limit
 from test_pipeline import T0, Clock, call_records, make_pipeline, models  # noqa: F401  (models is a fixture)
+from stream.settings import Settings
 from workers.audio import encode_mulaw
-from workers.pipeline import Record
+from workers.metrics import WorkerMetrics
+from workers.pipeline import Pipeline, Record
 
 CHUNK_S = 0.2
 
@@ -63,9 +65,6 @@ def poison():
 
 def test_every_poison_message_is_dead_lettered_and_its_neighbours_finish(models):
     registry = CollectorRegistry()
-    from workers.metrics import WorkerMetrics
-    from stream.settings import Settings
-    from workers.pipeline import Pipeline
     m = WorkerMetrics(registry)
     clock = Clock()
     p = Pipeline(Settings(), models, models.emotion.labels, m, clock=clock)
