@@ -125,7 +125,7 @@ def test_flush_pending_ends_when_the_capture_clock_steps_back_past_a_hole():
     assert a.next_pos == 3 * CHUNK + int(round(0.2 * 8000))  # three chunks + the 200 ms hole their clock implies
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 40), st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False),
                           st.integers(1, 4000)), max_size=40),
        st.floats(0.0, 5.0))

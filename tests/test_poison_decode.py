@@ -15,7 +15,7 @@ NOW = 1_700_000_000.0
 EVENT_REASONS = {"bad_event", "bad_timestamp"}
 FRAME_REASONS = {"malformed", "bad_version", "bad_leg", "bad_encoding", "bad_sample_rate", "bad_call_id", "bad_duration",
                  "oversized", "bad_timestamp"}
-PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize("value,reason,text", [
