@@ -102,6 +102,9 @@ def test_poison_messages_are_dead_lettered_and_the_worker_and_its_neighbours_go_
         assert worker.proc.poll() is None, "the worker process exited"
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/healthz", timeout=5).read())
         assert health["ok"] is True
+        # the heartbeat timer and the 1 s core timer both run in the live worker
+        assert health["loop_beat_age_s"] < 10 and health["last_batch_age_s"] < 10 and health["core_run_s"] < 10
+        assert 0 <= worker.metric("callpulse_last_batch_age_seconds") < 10
         assert worker.metric("callpulse_bad_input_total") == len(bad)
         assert worker.metric("callpulse_dead_letters_total") == len(bad)
         assert worker.metric("callpulse_calls_ended_total") == len(NORMAL) + 1
