@@ -17,6 +17,7 @@ from stream.producer import CallProducer
 from stream.redis_keys import Keys
 from support import WorkerProcess, frames_for, tone_leg, wait_for
 from workers.audio import encode_mulaw
+from workers.sinks import MAX_DLQ_VALUE_BYTES
 
 pytestmark = pytest.mark.integration
 K = Keys()
@@ -34,6 +35,11 @@ def oversized_frame(call_id: str) -> bytes:
     return HEADER.pack(b"CP", 1, 0, 1, len(call_id), 8000, 9_999, int(T0 * 1e6), len(payload)) + call_id.encode() + payload
 
 
+def oversized_event(call_id: str) -> bytes:
+    head = json.dumps({"type": "start", "call_id": call_id, "ts": T0, "queue": ""}).encode()[:-2]
+    return head + b"x" * (BIG_BYTES - len(head) - 2) + b'"}'
+
+
 def chunk(call_id: str, leg: str, seq: int, ts: float) -> bytes:
     return encode_frame(AudioFrame(call_id, leg, seq, ts, 8000, "mulaw", encode_mulaw(np.zeros(1600, np.float32))))
 
@@ -47,6 +53,7 @@ def poison() -> list[tuple[str, bytes | None, bytes | None, str]]:
         (topics.EVENTS, b"ok-1", b'{"type": "end", "call_id": "ok-1", "ts": NaN}', "bad_timestamp"),
         (topics.EVENTS, b"neg", b'{"type": "start", "call_id": "neg", "ts": -Infinity}', "bad_timestamp"),
         (topics.AUDIO, b"ok-2", oversized_frame("ok-2"), "oversized"),                          # >= 1,000,000 bytes
+        (topics.EVENTS, b"ok-2", oversized_event("ok-2"), "bad_event"),                          # the same on events
         (topics.AUDIO, None, chunk("ok-2", "agent", 9_998, T0), "key_mismatch"),                 # no key
         (topics.AUDIO, b"ok-1", None, "malformed"),                                             # tombstone on audio
         (topics.EVENTS, b"ok-2", end_ok1, "key_mismatch"),                                       # value of another key
@@ -96,8 +103,10 @@ def test_poison_messages_are_dead_lettered_and_the_worker_and_its_neighbours_go_
         got = sorted((h["source_topic"].decode(), key or b"", (value or b"")[:64], h["reason"].decode()) for h, key, value in dead)
         want = sorted((t, key or b"", (value or b"")[:64], reason) for t, key, value, reason in bad)
         assert got == want
-        big = next(h for h, _, v in dead if h["reason"] == b"oversized")
-        assert big["truncated"] == b"value" and int(big["original_value_bytes"]) == BIG_BYTES
+        cut = sorted((h["reason"].decode(), int(h["original_value_bytes"]), len(v)) for h, _, v in dead if h.get("truncated") == b"value")
+        assert cut == sorted((reason, len(value), MAX_DLQ_VALUE_BYTES) for _, _, value, reason in bad
+                             if value and len(value) > MAX_DLQ_VALUE_BYTES)
+        assert [c[1] for c in cut].count(BIG_BYTES) == 2
 
         assert worker.proc.poll() is None, "the worker process exited"
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/healthz", timeout=5).read())
