@@ -9,6 +9,7 @@ from pathlib import Path
 EMOTION_COLOURS = {"angry": "#d62728", "disgust": "#8c564b", "fearful": "#9467bd", "sad": "#1f77b4", "bored": "#7f7f7f",
                    "neutral": "#bbbbbb", "calm": "#98df8a", "happy": "#2ca02c", "surprised": "#ff7f0e"}
 DPI = 110
+GAP_BREAK_S = 1.5
 
 
 def plots_available() -> str | None:
@@ -32,7 +33,12 @@ def plot_call(call: dict, result: dict, rules: set[str], path: Path) -> Path:
     plt = _pyplot()
     fig, (ax, lanes) = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     cust = [e for e in result["timeline"] if e.get("leg") == "customer" and e.get("sentiment")]
-    ax.plot([float(e["t"]) for e in cust], [float(e["sentiment"]) for e in cust], ".-", color="#333333", lw=1, label="customer sentiment")
+    xs, ys = [], []
+    for e in cust:                                    # a gap in the customer's speech breaks the line
+        if xs and float(e["t"]) - xs[-1] > GAP_BREAK_S:
+            xs, ys = xs + [float("nan")], ys + [float("nan")]
+        xs, ys = xs + [float(e["t"])], ys + [float(e["sentiment"])]
+    ax.plot(xs, ys, ".-", color="#333333", lw=1, label="customer sentiment")
     angry = [(float(e["t"]), float(e["emotion_score"])) for e in cust if e.get("emotion") == "angry"]
     if angry:
         ax.plot(*zip(*angry), "v", color=EMOTION_COLOURS["angry"], label="top emotion angry (its probability)")
