@@ -133,7 +133,8 @@ def test_shipped_calls_through_the_real_stack_match_the_in_process_run(tmp_path,
     assert main(["evaluate-calls", str(ROOT / "stream" / "samples" / "eval"), "--compare", "--speed", "0",
                  "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["compare"] == {"calls_with_identical_alerts": 2, "calls": 2, "differ": []}
+    assert report["compare"] == {"calls_with_identical_alerts": 2, "calls_with_identical_timelines": 2, "calls": 2, "differ": []}
+    assert report["truncated_calls"] == []
     assert {c["type"] for c in report["calls"]} == {"escalation", "calm"}
     seg = report["overall"]["segments"]
     assert seg["segments_scored_share"] > 0.9, "the timeline read back from Redis covers the labelled customer turns"
