@@ -144,3 +144,15 @@ def test_shipped_calls_through_the_real_stack_match_the_in_process_run(tmp_path,
     assert len(steps) > 100 and "customer_angry" in steps[-1]
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["escalation_recall"] == report["overall"]["escalation_recall"]
+
+
+def test_markdown_table_counts_calls():
+    from stream.call_table import table
+    calls, results = hand_made()
+    for c in calls:
+        c["corpus"] = "emovo"
+    report = {"dir": "/x/test_heldout", **score_calls(calls, results, RULES)}
+    lines = table([("before", report)]).splitlines()
+    assert len(lines) == 4   # header, rule, overall, emovo
+    cells = [c.strip() for c in lines[2].split("|")[1:-1]]
+    assert cells[:8] == ["before", "test_heldout", "all", "2/3", "1/2", "0/1", "2.0", "21, 28"]   # p90 28.2 s
