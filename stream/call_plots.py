@@ -70,15 +70,23 @@ def plot_sweep(sweep: dict, path: Path) -> Path:
     plt = _pyplot()
     pts = [p for p in sweep["points"] if p["escalation_recall"] is not None and p["calm_flagged_share"] is not None]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((a, "calm_flagged_share", "share of calm calls flagged"), (b, "false_alarms_per_hour_calm", "false alarms per hour of calm audio")):
-        xs, ys = [p[key] for p in pts], [p["escalation_recall"] for p in pts]
-        ax.plot(xs, ys, "o-")
-        for p, x, y in zip(pts, xs, ys):
-            ax.annotate(f"{p['threshold']:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    panels = ((a, ("calm_flagged_share", "non_escalation_flagged_share"), "share of calls flagged"),
+              (b, ("false_alarms_per_hour_calm",), "false alarms per hour of calm audio"))
+    for ax, keys, label in panels:
+        for key in keys:
+            xs, ys = [p[key] for p in pts], [p["escalation_recall"] for p in pts]
+            ax.plot(xs, ys, "o-", ms=4, label=key.replace("_flagged_share", " calls"))
+            seen = set()
+            for p, x, y in zip(pts, xs, ys):
+                if (x, y) not in seen:                  # one label per distinct point
+                    ax.annotate(f"{p['threshold']:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                    seen.add((x, y))
         ax.set_xlabel(label)
         ax.set_ylabel("escalation recall")
         ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(left=-0.02 * max(1.0, ax.get_xlim()[1]))
         ax.grid(alpha=0.3)
+    a.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"threshold of {sweep['rule']} ({sweep['metric']} {sweep['op']} t; configured {sweep['configured_threshold']:g})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
