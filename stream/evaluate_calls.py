@@ -74,7 +74,8 @@ def run_evaluate_calls(args: argparse.Namespace) -> int:
     calls = read_call_set(folder)
     if args.calls:
         calls = [c for c in calls if c["call_id"] in set(args.calls)]
-    settings = Settings(**{k: v for k, v in (("model_dir", args.model_dir), ("rules_path", args.rules)) if v})
+    # absolute: the worker subprocess runs in the repository root, not in the caller's folder
+    settings = Settings(**{k: str(Path(v).resolve()) for k, v in (("model_dir", args.model_dir), ("rules_path", args.rules)) if v})
     ruleset = RuleSet.load(default_rules_path(settings))
     rules = escalation_rules(ruleset, args.alert_rules)
     out = Path(args.out)
