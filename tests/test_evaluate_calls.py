@@ -156,3 +156,10 @@ def test_markdown_table_counts_calls():
     assert len(lines) == 4   # header, rule, overall, emovo
     cells = [c.strip() for c in lines[2].split("|")[1:-1]]
     assert cells[:8] == ["before", "test_heldout", "all", "2/3", "1/2", "0/1", "2.0", "21, 28"]   # p90 28.2 s
+
+
+def test_truncated_calls_are_the_ones_whose_timeline_stops_early():
+    from stream.call_runs import truncated_calls
+    calls = [{"call_id": "a", "duration_s": 30.4}, {"call_id": "b", "duration_s": 30.4}, {"call_id": "c", "duration_s": 5}]
+    results = {"a": {"timeline": [{"t": "29"}, {"t": "30"}]}, "b": {"timeline": [{"t": "12"}]}, "c": {"timeline": []}}
+    assert truncated_calls(calls, results) == ["b", "c"]
