@@ -92,14 +92,19 @@ def run_demo(args) -> int:
     logdir = Path(os.environ.get("CALLPULSE_DEMO_LOGDIR", "/tmp")) / f"callpulse-demo-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
     try:
-        if not bootstrap or not redis_url:
-            stack = LocalStack(partitions=env_settings.partitions, logdir=str(logdir)).start()
-            bootstrap = bootstrap or stack.bootstrap_servers
-            redis_url = redis_url or stack.redis_url
-            print(f"embedded broker (tansu)  {bootstrap}\nembedded Redis (Valkey)  {redis_url}")
-        else:
+        if bootstrap:
             create_topics(bootstrap, env_settings.partitions, app_id=env_settings.app_id)
-            print(f"external Kafka {bootstrap}\nexternal Redis {redis_url}")
+            print(f"external Kafka           {bootstrap}")
+        if not bootstrap or not redis_url:   # embedded servers only for what was not given
+            stack = LocalStack(partitions=env_settings.partitions, logdir=str(logdir), broker="tansu" if not bootstrap else "none").start()
+            if not bootstrap:
+                bootstrap = stack.bootstrap_servers
+                print(f"embedded broker (tansu)  {bootstrap}")
+        if redis_url:
+            print(f"external Redis           {redis_url}")
+        else:
+            redis_url = stack.redis_url
+            print(f"embedded Redis (Valkey)  {redis_url}")
         env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": bootstrap, "CALLPULSE_REDIS_URL": redis_url,
                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
         children.append(_child([sys.executable, "-m", "stream.cli", "worker", "--metrics-port", str(metrics_port)], env, logdir / "worker.log"))
@@ -147,7 +152,8 @@ def run_demo(args) -> int:
                 child.wait(5)
         if stack is not None:
             stack.stop()
-        print("\nstopped: worker, dashboard" + (", broker and Redis" if stack else ""))
+        embedded = ["broker"] * bool(stack and stack.broker == "tansu") + ["Redis"] * bool(stack)
+        print("\nstopped: worker, dashboard" + (f", {' and '.join(embedded)}" if embedded else ""))
     return 0
 
 

