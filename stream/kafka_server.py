@@ -11,6 +11,7 @@ Nodes get PR_SET_PDEATHSIG, so a killed parent leaves no JVM behind.
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import os
 import shutil
@@ -40,6 +41,9 @@ appender.out.layout.pattern=[%d] %p %m (%c)%n
 logger.started.name=kafka.server.KafkaRaftServer
 logger.started.level=INFO
 """
+
+
+_TEMPLATES: dict[str, tuple[Path, str]] = {}   # jar folder -> (a formatted single-node log dir, its cluster id)
 
 
 def kafka_lib(fetch: bool = True) -> Path:
@@ -155,6 +159,29 @@ class KafkaCluster:
     def _format(self, node: Node, lib: Path) -> None:
         if (node.data_dir / "meta.properties").exists():
             return
+        if self.nodes_count == 1 and not self.port:
+            self._copy_template(node, lib)
+            return
+        self._run_format(node, lib)
+
+    def _copy_template(self, node: Node, lib: Path) -> None:
+        """The storage tool is a JVM start of its own (4-6 s here): a single node formats once per process into
+        a template and later nodes copy it (a static quorum does not record ports in the storage)."""
+        template = _TEMPLATES.get(str(lib))
+        if template is None or not template[0].exists():
+            import tempfile
+            root = Path(tempfile.mkdtemp(prefix="callpulse-kafka-template-"))
+            atexit.register(shutil.rmtree, root, True)
+            scratch = KafkaCluster(workdir=str(root), cluster_id=self.cluster_id)
+            Path(root, "log4j2.properties").write_text(LOG4J2)
+            scratch.nodes = [Node(node.node_id, node.port, node.controller_port, root / "node-1")]
+            scratch._write_config(scratch.nodes[0])
+            scratch._run_format(scratch.nodes[0], lib)
+            template = _TEMPLATES[str(lib)] = (root / "node-1", self.cluster_id)
+        shutil.copytree(template[0], node.data_dir)
+        self.cluster_id = template[1]
+
+    def _run_format(self, node: Node, lib: Path) -> None:
         out = subprocess.run(self._java(lib, "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", self.cluster_id,
                                         "-c", str(self._config_path(node))), capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
