@@ -49,7 +49,10 @@ class Settings(BaseSettings):
 
     # Call lifecycle
     start_grace_s: float = 10.0            # chunks of a call with no start event wait this long, then go to the DLQ
-    end_grace_s: float = 3.0               # after an end event, wait this long for audio still in flight
+    # After an end event, wait this long for audio still in flight. It must outlast a partition-leader failover
+    # (Kafka fences a dead broker after broker.session.timeout.ms, 9 s by default): the call's audio stalls
+    # meanwhile while its end event, on another leader, may arrive (measured with 3 s: the call lost its end).
+    end_grace_s: float = 15.0
     inactivity_timeout_s: float = 60.0     # a call with no audio for this long is ended (reason "timeout")
     ended_memory_s: float = 3600.0         # remember ended calls this long to reject late chunks
 
