@@ -1,5 +1,6 @@
 """The fault matrix's yardstick: every call of a disturbed run against the same call through an undisturbed
-worker, field by field, classified as identical / lost / double-counted / different."""
+worker, field by field, classified as identical / lost (no summary) / partly lost (a counter below the reference) / double-counted (a
+counter above it) / different (same amounts, other values)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ T0 = time.time() - 120
 # Per-call counters beside the summary: analysed windows per leg, and the 1 s steps written to the timeline.
 COUNTER_FIELDS = ("agent_windows", "customer_windows", "turns_agent", "turns_customer", "interruptions_agent",
                   "interruptions_customer", "alerts", "duration_s")
+SUMMARY_AMOUNTS = ("duration_s", "agent_speech_s", "customer_speech_s", "turns_agent", "turns_customer", "overtalk_s")
 RESULTS_FILE = Path(os.environ.get("CALLPULSE_FAULT_RESULTS", "artifacts/fault_matrix.jsonl"))
 METADATA = dict(queue="billing", campaign="spring", agent_id="a7", language="en", direction="inbound")
 
@@ -47,10 +49,11 @@ def verdict(ref: dict, got: dict | None) -> str:
         return "lost"
     if got == ref:
         return "identical"
-    more = [k for k, v in got["counters"].items() if _num(v) > _num(ref["counters"].get(k))]
-    more += [k for k in ("duration_s", "agent_speech_s", "customer_speech_s", "turns_agent", "turns_customer", "overtalk_s")
-             if _num(got["summary"].get(k)) > _num(ref["summary"].get(k))]
-    return "double-counted" if more else "different"
+    pairs = [(_num(v), _num(ref["counters"].get(k))) for k, v in got["counters"].items()]
+    pairs += [(_num(got["summary"].get(k)), _num(ref["summary"].get(k))) for k in SUMMARY_AMOUNTS]
+    if any(g > r for g, r in pairs):
+        return "double-counted"
+    return "partly lost" if any(g < r for g, r in pairs) else "different"
 
 
 def _num(v) -> float:
@@ -72,7 +75,7 @@ def compare(r, ref_id: str, call_ids: list[str], fault: str, timeline: bool = Tr
 def record(fault: str, verdicts: dict[str, str]) -> None:
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS_FILE.open("a") as f:
-        counts = {v: sum(1 for x in verdicts.values() if x == v) for v in ("identical", "lost", "double-counted", "different")}
+        counts = {v: sum(1 for x in verdicts.values() if x == v) for v in ("identical", "lost", "partly lost", "double-counted", "different")}
         f.write(json.dumps({"fault": fault, "calls": len(verdicts), **counts, "at": time.time()}) + "\n")
 
 
