@@ -23,23 +23,23 @@ def ended(r, cid):
     return r.hget(K.call(cid), "status") == "ended"
 
 
-def reference(stack, r, duration):
+def reference(stack, r, duration, chunk_s=CHUNK_S):
     with CallProducer(stack.bootstrap_servers) as p:
-        send_frames(p, "ref", frames_for("ref", call_legs(duration), chunk_s=CHUNK_S, t0=T0), start=True, end_ts=T0 + duration)
+        send_frames(p, "ref", frames_for("ref", call_legs(duration), chunk_s=chunk_s, t0=T0), start=True, end_ts=T0 + duration)
     wait_for(lambda: ended(r, "ref"), 120, what="the reference call")
 
 
-def paced(stack, ids, duration, speed):
+def paced(stack, ids, duration, speed, chunk_s=CHUNK_S):
     """Send every call concurrently, chunk by chunk, at ``speed`` times real time; then end them."""
     by_seq: dict[int, list[bytes]] = {}
-    for _, seq, data in frames_for("x", call_legs(duration), chunk_s=CHUNK_S, t0=T0):
+    for _, seq, data in frames_for("x", call_legs(duration), chunk_s=chunk_s, t0=T0):
         by_seq.setdefault(seq, []).append(data)
     with CallProducer(stack.bootstrap_servers, linger_ms=20) as p:
         for cid in ids:
             p.start_call(cid, ts=T0, **METADATA)
         t0 = time.monotonic()
         for seq in sorted(by_seq):
-            wait = t0 + (seq + 1) * CHUNK_S / speed - time.monotonic()
+            wait = t0 + (seq + 1) * chunk_s / speed - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             for cid in ids:
@@ -125,29 +125,42 @@ def test_a_two_minute_worker_outage_while_calls_go_on_loses_nothing(tmp_path):
 
 
 def test_five_times_overload_for_a_minute_keeps_memory_bounded_and_loses_nothing(tmp_path):
-    """100 calls sent at 5x real time for a minute (5 minutes of audio each: 500 calls' worth of audio a second,
-    about what one worker core sustains on a quiet machine, so here, sharing 2 cores with the broker and the
-    producer, it falls behind): its RSS stays bounded, the lag drains and nothing is lost. callpulse sheds no
-    load (Kafka holds the backlog); dropped chunks would show in callpulse_chunks_dropped_total."""
-    calls, duration, speed = 100, 300.0, 5.0
+    """30 calls sent at 5x real time for a minute (5 minutes of audio each, in 1 s chunks): audio arrives at 5x
+    the rate of the calls in flight. On this shared 2-core machine kafka-python's producer delivers only about
+    500 messages a second to the single test broker, so the load is bounded by the producer, not by what one
+    worker sustains (about 500 calls in real time; see Benchmark): the row shows that a 5x burst is absorbed
+    with bounded memory and nothing lost, and reports the lag it caused. callpulse sheds no load (Kafka holds
+    the backlog); chunks it drops would show in callpulse_chunks_dropped_total, required to stay 0."""
+    calls, duration, speed = 30, 300.0, 5.0
     ids = [f"load-{i}" for i in range(calls)]
     with fault_stack(tmp_path) as stack:
         r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
         worker = WorkerProcess(worker_env_for(stack, tmp_path)).start()
         try:
-            reference(stack, r, duration)
+            reference(stack, r, duration, chunk_s=1.0)
             idle = rss_bytes(worker.proc.pid)
-            sender = threading.Thread(target=paced, args=(stack, ids, duration, speed))
+            failures: list[BaseException] = []
+
+            def send():
+                try:
+                    paced(stack, ids, duration, speed, chunk_s=1.0)
+                except BaseException as exc:  # the load generator failing is not the product failing: say so
+                    failures.append(exc)
+
+            sender = threading.Thread(target=send)
+            started = time.monotonic()
             sender.start()
-            peak, max_lag, started = idle, 0.0, time.monotonic()
+            peak, max_lag = idle, 0.0
             while sender.is_alive() or not all(ended(r, c) for c in ids):
                 peak = max(peak, rss_bytes(worker.proc.pid))
                 max_lag = max(max_lag, worker.metric("callpulse_consumer_lag_messages"))
                 time.sleep(1.0)
                 assert worker.proc.poll() is None
+                assert not failures, f"the test's producer failed: {failures[0]!r}"
                 assert time.monotonic() - started < 900, "the backlog did not drain within 15 minutes"
+            sent_for = duration / speed
             drained_after = time.monotonic() - started
-            verdicts = compare(r, "ref", ids, f"{speed:g}x overload for {duration / speed:.0f} s ({calls} calls)")
+            verdicts = compare(r, "ref", ids, f"{speed:g}x real time for {sent_for:.0f} s ({calls} calls, max lag {max_lag:.0f} messages)")
             growth = peak - idle
             print(f"overload: idle RSS {idle / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB ({growth / calls / 1024:.0f} kB per call), "
                   f"max lag {max_lag:.0f} messages, all calls ended {drained_after:.0f} s after the load began")
