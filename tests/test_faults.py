@@ -14,6 +14,7 @@ from tests.support import WorkerProcess, frames_for, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.apache_kafka, pytest.mark.faults]
 DURATION_S = 30.0
+BROKER_DOWN_S = 10.0   # longer than the group session timeout (6 s): the worker's group membership expires
 SPLIT = 170          # chunks (of both legs) sent before the fault: about 17 s of the 30 s call
 
 
@@ -46,7 +47,7 @@ def test_broker_kill_and_restart_mid_call_loses_nothing(tmp_path):
             wait_for(lambda: progressed(r, "broker"), 60, what="progress before the fault")
             node = stack.kafka.nodes[0]
             stack.kafka.stop_node(node, kill=True)
-            time.sleep(3)
+            time.sleep(BROKER_DOWN_S)
             stack.kafka.start_node(node)
             with CallProducer(stack.bootstrap_servers) as p:
                 send_frames(p, "broker", frames[SPLIT:], end_ts=T0 + DURATION_S)
