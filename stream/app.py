@@ -32,6 +32,50 @@ def _patch_fetch_wait() -> None:
 _patch_fetch_wait()
 
 
+def _patch_producer_idempotence() -> None:
+    """faust enables aiokafka's idempotent producer only inside exactly-once transactions. callpulse wants it
+    for its outputs (alerts, summaries, dead letters) wherever the broker supports it: ``create_app`` marks
+    the app, and the producer adds ``enable_idempotence`` for marked apps."""
+    cls = faust_aiokafka.Producer
+    if getattr(cls, "_callpulse_patched", False):
+        return
+    original = cls._settings_extra
+
+    def settings_extra(self):
+        extra = dict(original(self))
+        if getattr(self.app, "callpulse_idempotent_producer", False):
+            extra["enable_idempotence"] = True
+        return extra
+
+    cls._settings_extra = settings_extra
+    cls._callpulse_patched = True
+
+
+_patch_producer_idempotence()
+
+
+async def broker_supports_idempotence(settings: Settings, timeout_s: float = 10.0) -> bool:
+    """Whether aiokafka (faust's client) can get a producer id: Apache Kafka yes, the embedded tansu no
+    (its InitProducerId answers UnknownError through aiokafka)."""
+    import asyncio
+
+    import aiokafka
+    import aiokafka.errors
+
+    from .settings import aiokafka_options
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), acks="all",
+                                         enable_idempotence=True, client_id="callpulse-probe", **aiokafka_options(settings))
+    try:
+        await asyncio.wait_for(producer.start(), timeout_s)
+        await asyncio.wait_for(producer.client.force_metadata_update(), timeout_s)
+        await asyncio.wait_for(producer._sender._maybe_wait_for_pid(), timeout_s)
+        return producer._txn_manager is not None and producer._txn_manager.has_pid()
+    except (aiokafka.errors.KafkaError, asyncio.TimeoutError, OSError):
+        return False
+    finally:
+        await producer.stop()
+
+
 def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip()]
 
@@ -49,7 +93,7 @@ def broker_credentials(s: Settings):
 
 
 def create_app(settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
         broker_credentials=broker_credentials(settings),
@@ -63,12 +107,14 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
-        producer_acks=1,
+        producer_acks=-1,                   # all in-sync replicas (min.insync.replicas) before an output counts
         # Bounded buffers: memory should grow with live calls, not with how far the fetcher reads ahead.
         consumer_max_fetch_size=256 * 1024,
         stream_buffer_maxsize=1024,
         broker_max_poll_records=1000,
     )
+    app.callpulse_idempotent_producer = settings.producer_idempotence == "true"
+    return app
 
 
 def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> faust.TopicT:

@@ -30,31 +30,81 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": args.metrics_port})
+    settings = _check_broker(settings)
     sys.argv = [sys.argv[0], "worker"]   # faust's command line parser reads argv
     run_worker(settings, loglevel=args.loglevel)
     return 0
 
 
+BROKER_WAIT_LOG_EVERY_S = 10.0
+
+
+def _check_broker(settings: Settings) -> Settings:
+    """Before the worker starts: wait (saying so) for the broker, check the topics (exits with a clear line
+    when they are missing or do not fit), and settle whether the output producer can be idempotent."""
+    import asyncio
+
+    from .app import broker_supports_idempotence
+    from .topic_admin import TopicsError, check_topics
+    opts = kafka_python_options(settings)
+    while True:
+        try:
+            partitions = check_topics(settings.bootstrap_servers, settings.app_id, **opts)
+            break
+        except ConnectionError as exc:
+            log.warning("waiting for Kafka: %s; retrying", exc)
+            time.sleep(1.0)
+        except TopicsError as exc:
+            raise SystemExit(f"callpulse worker: {exc}") from None
+    if partitions != settings.partitions:
+        log.warning("calls.audio has %d partitions, CALLPULSE_PARTITIONS says %d: using the topics as they are", partitions, settings.partitions)
+    if settings.producer_idempotence == "auto":
+        ok = asyncio.run(broker_supports_idempotence(settings))
+        log.info("idempotent output producer: %s", "yes" if ok else "not supported by this broker")
+        settings = settings.model_copy(update={"producer_idempotence": "true" if ok else "false"})
+    return settings
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
-    from .localstack import create_topics
+    from .topic_admin import create_topics
     s = _settings(args)
-    create_topics(s.bootstrap_servers, args.partitions or s.partitions, **kafka_python_options(s))
-    print(f"topics ready on {s.bootstrap_servers}")
+    try:
+        created = create_topics(s.bootstrap_servers, args.partitions or s.partitions, replication_factor=args.replication_factor,
+                                min_insync_replicas=args.min_insync_replicas, app_id=s.app_id, **kafka_python_options(s))
+    except (ConnectionError, ValueError) as exc:
+        print(f"callpulse topics: {exc}", file=sys.stderr)
+        return 2
+    print(f"topics ready on {s.bootstrap_servers}" + (f" (created {', '.join(created)})" if created else " (all existed)"))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from .producer import CallProducer
     from .replay import load_call, load_sample_calls, replay
+
+    def load(suffix: str):
+        if not args.files:
+            return load_sample_calls(suffix)
+        return [load_call(f, f"{Path(f.split('+')[0]).stem}{suffix}") for f in args.files]
+
     s = _settings(args)
-    with CallProducer(s.bootstrap_servers, **kafka_python_options(s)) as producer:
+    try:
+        calls = load(f"-{int(time.time())}")   # read and check every file before touching the broker
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"callpulse replay: {exc}", file=sys.stderr)
+        return 2
+    try:
+        producer = CallProducer(s.bootstrap_servers, **kafka_python_options(s))
+    except ConnectionError as exc:
+        print(f"callpulse replay: {exc}", file=sys.stderr)
+        return 2
+    with producer:
         while True:
-            suffix = f"-{int(time.time())}"   # a new call id per pass: an ended call never takes more audio
-            calls = [load_call(f, f"{Path(f.split('+')[0]).stem}{suffix}") for f in args.files] if args.files else load_sample_calls(suffix)
             sent = replay(producer, calls, speed=args.speed, chunk_ms=args.chunk_ms, encoding=args.encoding)
             print(f"replayed {len(calls)} call(s), {sent} chunks")
             if not args.loop:
                 return 0
+            calls = load(f"-{int(time.time())}")   # a new call id per pass: an ended call never takes more audio
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -103,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     servers(d)
     d.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: until Ctrl-C)")
     d.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
-    d.add_argument("--dashboard-port", type=int, default=8080)
-    d.add_argument("--metrics-port", type=int, default=9100)
+    d.add_argument("--dashboard-port", type=int, default=None, help="default 8080, or a free port when 8080 is taken")
+    d.add_argument("--metrics-port", type=int, default=None, help="default 9100, or a free port when 9100 is taken")
     d.add_argument("--no-dashboard", action="store_true")
     d.set_defaults(func=cmd_demo)
 
@@ -126,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("topics", help="create the topics")
     servers(t)
     t.add_argument("action", choices=("create",))
-    t.add_argument("--partitions", type=int, default=0)
+    t.add_argument("--partitions", type=int, default=0, help="per topic (default CALLPULSE_PARTITIONS); at least the number of workers")
+    t.add_argument("--replication-factor", type=int, default=1, help="3 in production")
+    t.add_argument("--min-insync-replicas", type=int, default=0,
+                   help="replicas that must have a write before it counts (with acks=all); 2 with replication factor 3; 0 = broker default")
     t.set_defaults(func=cmd_topics)
 
     st = sub.add_parser("stack", help="run only the embedded broker and Redis, print their addresses")

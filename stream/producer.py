@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 
 import numpy as np
 from kafka import KafkaProducer
@@ -16,15 +18,41 @@ from .frame import AudioFrame, encode_frame
 ENCODERS = {"mulaw": encode_mulaw, "alaw": encode_alaw, "pcm_s16le": encode_pcm16}
 
 
-class CallProducer:
-    """Send call events and audio chunks. Keys are call ids, so a call's messages share a partition."""
+CONNECT_TIMEOUT_S = 10.0
 
-    def __init__(self, bootstrap_servers: str, linger_ms: int = 5, **kafka_options) -> None:
-        self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","), acks=1, linger_ms=linger_ms,
-            enable_idempotence=False,  # the embedded broker has no idempotent producers; chunks carry seq anyway
-            client_id="callpulse-producer", **kafka_options,
-        )
+
+@contextmanager
+def quiet_kafka_client():
+    """kafka-python logs a warning per failed connection attempt; while connecting, the caller reports one
+    clear line instead."""
+    logger = logging.getLogger("kafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class CallProducer:
+    """Send call events and audio chunks. Keys are call ids, so a call's messages share a partition.
+
+    ``acks=all`` with idempotence: a retried send is neither lost nor written twice, and with
+    ``min.insync.replicas=2`` a write survives the loss of its leader (kafka-python's idempotent producer works
+    on Apache Kafka and on the embedded tansu alike). Raises ``ConnectionError`` with one clear line when no
+    broker answers within ``connect_timeout_s``."""
+
+    def __init__(self, bootstrap_servers: str, linger_ms: int = 5, connect_timeout_s: float = CONNECT_TIMEOUT_S, **kafka_options) -> None:
+        from kafka.errors import KafkaError
+        try:
+            with quiet_kafka_client():
+                self.producer = KafkaProducer(
+                    bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True, linger_ms=linger_ms,
+                    client_id="callpulse-producer", bootstrap_timeout_ms=int(connect_timeout_s * 1000), **kafka_options,
+                )
+        except KafkaError as exc:
+            raise ConnectionError(f"no Kafka broker reachable at {bootstrap_servers} within {connect_timeout_s:g} s "
+                                  f"({type(exc).__name__})") from None
 
     def start_call(self, call_id: str, ts: float | None = None, **metadata: str) -> None:
         ev = CallEvent(type="start", call_id=call_id, ts=time.time() if ts is None else ts, **metadata)

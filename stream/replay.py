@@ -2,7 +2,8 @@
 times faster), all calls concurrently, with start and end events.
 
 A stereo file is one call (channel 0 agent, channel 1 customer); ``AGENT.wav+CUSTOMER.wav`` is one call
-from one file per leg. Files must be 8 or 16 kHz.
+from one file per leg. 8 and 16 kHz files are sent as they are; files at other rates of 8 kHz or more (44.1 and
+48 kHz recordings) are resampled to 16 kHz (or to 8 kHz below 16 kHz) when they are read.
 """
 
 from __future__ import annotations
@@ -35,11 +36,35 @@ class ReplayCall:
         return max(len(x) for x in self.legs.values()) / self.sample_rate
 
 
+def resample(data: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
+    """Band-limited resampling of whole channels (axis 0) by the FFT: the spectrum above the new Nyquist
+    frequency is cut, so nothing aliases. Whole recordings only (the file is read at once anyway)."""
+    n_out = int(round(len(data) * to_rate / rate))
+    spectrum = np.fft.rfft(data, axis=0)
+    bins = n_out // 2 + 1
+    spectrum = spectrum[:bins] if spectrum.shape[0] >= bins else np.pad(spectrum, ((0, bins - spectrum.shape[0]), (0, 0)))
+    return (np.fft.irfft(spectrum, n_out, axis=0) * (n_out / len(data))).astype(np.float32)
+
+
+def target_rate(rate: int) -> int:
+    """The contract's rate a recording is sent at: 16 kHz from anything at or above it, else 8 kHz."""
+    if rate < min(SAMPLE_RATES_HZ):
+        raise ValueError(f"expected a sample rate of at least {min(SAMPLE_RATES_HZ)} Hz, got {rate}")
+    return max(r for r in SAMPLE_RATES_HZ if r <= rate)
+
+
 def _read(path: str) -> tuple[np.ndarray, int]:
-    data, rate = sf.read(path, dtype="float32", always_2d=True)
-    if rate not in SAMPLE_RATES_HZ:
-        raise ValueError(f"{path}: expected 8000 or 16000 Hz, got {rate} (resample it first)")
-    return data, rate
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a readable audio file ({exc})") from None
+    if len(data) == 0:
+        raise ValueError(f"{path}: no audio in the file")
+    try:
+        to_rate = target_rate(rate)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return (data, rate) if to_rate == rate else (resample(data, rate, to_rate), to_rate)
 
 
 def load_call(spec: str, call_id: str | None = None, metadata: dict | None = None) -> ReplayCall:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +34,9 @@ class Settings(BaseSettings):
     batch_max_messages: int = Field(512, ge=1)
     batch_within_s: float = Field(0.05, gt=0)
     worker_name: str = ""
+    # The worker's output producer: idempotent where the broker supports it. "auto" probes at start
+    # (Apache Kafka: yes; the embedded tansu: no, its InitProducerId fails through aiokafka).
+    producer_idempotence: Literal["auto", "true", "false"] = "auto"
 
     # Analysis
     window_s: float = Field(2.0, ge=1.0, le=8.0)
@@ -44,7 +49,10 @@ class Settings(BaseSettings):
 
     # Call lifecycle
     start_grace_s: float = 10.0            # chunks of a call with no start event wait this long, then go to the DLQ
-    end_grace_s: float = 3.0               # after an end event, wait this long for audio still in flight
+    # After an end event, wait this long for audio still in flight. It must outlast a partition-leader failover
+    # (Kafka fences a dead broker after broker.session.timeout.ms, 9 s by default): the call's audio stalls
+    # meanwhile while its end event, on another leader, may arrive (measured with 3 s: the call lost its end).
+    end_grace_s: float = 15.0
     inactivity_timeout_s: float = 60.0     # a call with no audio for this long is ended (reason "timeout")
     ended_memory_s: float = 3600.0         # remember ended calls this long to reject late chunks
 
@@ -71,4 +79,15 @@ def kafka_python_options(s: Settings) -> dict:
         opts.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_sasl_username, sasl_plain_password=s.kafka_sasl_password)
     if s.kafka_ssl_cafile and s.kafka_security_protocol.endswith("SSL"):
         opts["ssl_cafile"] = s.kafka_ssl_cafile
+    return opts
+
+
+def aiokafka_options(s: Settings) -> dict:
+    """The same security options for a plain aiokafka client."""
+    import ssl
+    opts: dict = {"security_protocol": s.kafka_security_protocol}
+    if s.kafka_security_protocol.startswith("SASL"):
+        opts.update(sasl_mechanism=s.kafka_sasl_mechanism, sasl_plain_username=s.kafka_sasl_username, sasl_plain_password=s.kafka_sasl_password)
+    if s.kafka_security_protocol.endswith("SSL"):
+        opts["ssl_context"] = ssl.create_default_context(cafile=s.kafka_ssl_cafile or None)
     return opts

@@ -13,7 +13,7 @@ from stream.producer import CallProducer
 from stream.redis_keys import STATE_FIELD, Keys
 from tests.support import WorkerProcess, frames_for, tone_leg, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu", "apache_kafka")]
 K = Keys()
 T0 = time.time() - 120   # the call "happened" two minutes ago: its KPIs fall in the 15 min window
 

@@ -19,7 +19,7 @@ from support import WorkerProcess, frames_for, tone_leg, wait_for
 from workers.audio import encode_mulaw
 from workers.sinks import MAX_DLQ_VALUE_BYTES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.brokers("tansu", "apache_kafka")]   # issue 18: on both brokers
 K = Keys()
 T0 = time.time() - 120
 BIG_BYTES = 1_000_100   # accepted by the broker, above what the worker's producer may send (1,000,000)

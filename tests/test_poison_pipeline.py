@@ -75,7 +75,7 @@ def test_every_poison_message_is_dead_lettered_and_its_neighbours_finish(models)
         r.token, r.partition = i, 0
     with time_limit(60.0):
         out = p.process(records)
-        clock.t += 4.0                 # past the end grace: the clock-step call ends with a hole still open
+        clock.t += Settings().end_grace_s + 1.0   # past the end grace: the clock-step call ends with a hole still open
         later = p.process([])
     assert [s["call_id"] for s in later.summaries] == ["clk"] and not later.dead
     out.summaries += later.summaries

@@ -56,6 +56,7 @@ class Worker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callpulse-core")
         self.lock = asyncio.Lock()
         self.stream = None
+        self.revoked_generation = -1   # the consumer generation whose partitions were last revoked
         self.app.agent(self.topics["input"], name="callpulse.analyse")(self.consume)
         self.app.timer(TIMER_INTERVAL_S)(self.tick)
         self.app.timer(HEARTBEAT_INTERVAL_S)(self.heartbeat)
@@ -65,12 +66,29 @@ class Worker:
     async def consume(self, stream: faust.StreamT) -> None:
         self.stream = stream
         async for events in stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s):
-            records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition) for e in events]
             async with self.lock:
+                events = self._current(events)
+                if not events:
+                    continue
+                records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition) for e in events]
                 await self._restore_unknown(records)
                 result = await self._core(self.pipeline.process, records)
                 await self._emit(result)
             _forget_payloads(events, result.acks)
+
+    def _current(self, events: list) -> list:
+        """Drop events fetched before the last rebalance. ``noack_take`` may hold a batch across a revocation; its
+        calls were just released, and the new assignment re-reads these messages from the committed offsets.
+        Processing them first would restore a call from Redis and then see its audio jump ahead of the anchor
+        (seen once after a broker restart: the call came out identical but for 1 s of audio counted as a gap)."""
+        current = self.app.consumer_generation_id
+        if current == self.revoked_generation:   # revoked, not yet assigned again: everything in hand is stale
+            fresh = []
+        else:   # as faust's own per-event check: only messages fetched in the current generation
+            fresh = [e for e in events if e.message.generation_id is None or e.message.generation_id == current]
+        if len(fresh) < len(events):
+            log.info("rebalance: skipped %d messages fetched before it (they are read again)", len(events) - len(fresh))
+        return fresh
 
     async def _core(self, fn, *args):
         """Run the core in its thread, timed for the liveness probe."""
@@ -128,6 +146,7 @@ class Worker:
         parts = {tp.partition for tp in revoked if tp.topic in (topics.AUDIO, topics.EVENTS)}
         if parts:
             async with self.lock:
+                self.revoked_generation = self.app.consumer_generation_id
                 n = self.pipeline.drop_partitions(parts)
             log.info("rebalance: released %d calls of partitions %s", n, sorted(parts))
 
