@@ -266,6 +266,37 @@ def test_an_end_event_without_the_rest_of_the_audio_ends_the_call_after_the_grac
     assert [x["end_reason"] for x in s] == ["event"] and s[0]["duration_s"] == 20.0
 
 
+def test_a_worker_reading_a_backlog_does_not_end_a_call_before_its_audio(models):
+    """After an outage the worker reads audio produced minutes ago, and the end event (small, on the other topic)
+    can come long before the call's last chunks: wall-clock waits must not end the call meanwhile."""
+    clock = Clock()
+    p, _ = make_pipeline(models, clock, end_grace_s=3, inactivity_timeout_s=5)
+    recs = call_records()
+    clean = summary_of(run(make_pipeline(models)[0], call_records()))
+    for r in recs:
+        r.timestamp = T0 - 120.0   # produced two minutes before this worker reads them
+    out = run(p, [recs[0], recs[-1]] + recs[1:100])
+    clock.t += 10   # longer than the end grace and the inactivity timeout with no audio of this call
+    out.append(p.process([]))
+    assert not any(r.summaries for r in out)
+    out += run(p, recs[100:-1])
+    assert summary_of(out) == clean
+
+
+def test_a_caught_up_partition_ends_a_call_whose_audio_stopped_by_the_grace(models):
+    clock = Clock()
+    p, _ = make_pipeline(models, clock, end_grace_s=3)
+    recs = call_records()
+    for r in recs:
+        r.timestamp = T0 - 120.0
+    run(p, recs[:100] + [recs[-1]])
+    clock.t += 4
+    assert not p.process([]).summaries      # read late: its audio may still be in the backlog
+    p.mark_caught_up({0})                   # the agent read the partition to its end: nothing is in flight
+    s = p.process([]).summaries
+    assert [x["end_reason"] for x in s] == ["event"] and s[0]["duration_s"] == 20.0
+
+
 def test_an_end_event_that_overtakes_all_the_audio_waits_for_it(models):
     recs = call_records()
     clean = summary_of(run(make_pipeline(models)[0], recs))

@@ -57,6 +57,7 @@ class Worker:
         self.lock = asyncio.Lock()
         self.stream = None
         self.revoked_generation = -1   # the consumer generation whose partitions were last revoked
+        self.read_offsets: dict[int, int] = {}   # audio partition -> offset of the last record the core read
         self.app.agent(self.topics["input"], name="callpulse.analyse")(self.consume)
         self.app.timer(TIMER_INTERVAL_S)(self.tick)
         self.app.timer(HEARTBEAT_INTERVAL_S)(self.heartbeat)
@@ -70,10 +71,14 @@ class Worker:
                 events = self._current(events)
                 if not events:
                     continue
-                records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition) for e in events]
+                records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition, timestamp=e.message.timestamp)
+                           for e in events]
                 await self._restore_unknown(records)
                 result = await self._core(self.pipeline.process, records)
                 await self._emit(result)
+                for e in events:
+                    if e.message.topic == topics.AUDIO:
+                        self.read_offsets[e.message.partition] = max(e.message.offset, self.read_offsets.get(e.message.partition, -1))
             _forget_payloads(events, result.acks)
 
     def _current(self, events: list) -> list:
@@ -130,23 +135,39 @@ class Worker:
             self.m.live_sentiment.labels(queue).set(fmean(values))
 
     async def _update_lag(self) -> None:
+        """Lag = the broker's end of each audio partition minus what the core has read (not what the consumer
+        has fetched: a stuck core shows as growing lag). A partition read to its end is caught up: the core may
+        then end calls by its wall-clock waits again (see ``Pipeline.behind``)."""
         consumer = self.app.consumer
+        caught_up = set()
         try:
             for tp in consumer.assignment():
                 if tp.topic != topics.AUDIO:
                     continue
-                position = await consumer.position(tp)
                 highwater = consumer.highwater(tp)
-                if position is not None and highwater is not None:
-                    self.m.consumer_lag.labels(str(tp.partition)).set(max(highwater - position, 0))
+                if highwater is None:
+                    continue
+                read = self.read_offsets.get(tp.partition)
+                position = read + 1 if read is not None else await consumer.position(tp)
+                if position is None:
+                    continue
+                lag = highwater - position
+                self.m.consumer_lag.labels(str(tp.partition)).set(max(lag, 0))
+                if lag <= 0:
+                    caught_up.add(tp.partition)
         except Exception as exc:  # lag is best effort; never stop the worker for it
             log.debug("lag update failed: %r", exc)
+        if caught_up:
+            async with self.lock:
+                self.pipeline.mark_caught_up(caught_up)
 
     async def on_revoked(self, sender, revoked, **kwargs) -> None:
         parts = {tp.partition for tp in revoked if tp.topic in (topics.AUDIO, topics.EVENTS)}
         if parts:
             async with self.lock:
                 self.revoked_generation = self.app.consumer_generation_id
+                for p in parts:
+                    self.read_offsets.pop(p, None)
                 n = self.pipeline.drop_partitions(parts)
             log.info("rebalance: released %d calls of partitions %s", n, sorted(parts))
 

@@ -15,6 +15,7 @@ class Record:
     token: Any = None
     partition: int | None = None
     headers: dict | None = None
+    timestamp: float | None = None   # the Kafka record's timestamp, seconds since the epoch (producer clock)
 
 
 @dataclass(slots=True)

@@ -56,6 +56,9 @@ class Pipeline:
         self.calls: dict[str, CallState] = {}
         self.ended: OrderedDict[str, float] = OrderedDict()       # call id -> wall time it ended here
         self.looked_up: set[str] = set()
+        # partition -> how late (s) its latest audio record was read, while that exceeds the end grace: a worker
+        # working through a backlog must not end calls by wall-clock waits before it has read their audio
+        self.behind: dict[int | None, float] = {}
 
     # -- lookup protocol with the agent ---------------------------------------------------------
     def needs_lookup(self, call_id: str) -> bool:
@@ -86,8 +89,14 @@ class Pipeline:
             self.looked_up.discard(cid)
             if self.rules is not None:
                 self.rules.forget(cid)
+        self.mark_caught_up(partitions)
         self.m.active_calls.set(len(self.calls))
         return len(gone)
+
+    def mark_caught_up(self, partitions: Iterable[int]) -> None:
+        """The agent read every audio record of these partitions that the broker has: nothing is in flight."""
+        for p in partitions:
+            self.behind.pop(p, None)
 
     @staticmethod
     def call_id_of(record: Record) -> str | None:
@@ -175,6 +184,11 @@ class Pipeline:
         call.end_requested = [ev.ts, now]
 
     def _on_audio(self, rec: Record, now: float, out: BatchResult, touched: dict) -> None:
+        if rec.timestamp is not None:
+            if now - rec.timestamp > self.s.end_grace_s:
+                self.behind[rec.partition] = now - rec.timestamp
+            else:
+                self.behind.pop(rec.partition, None)
         frame = self.ingest.frame(rec, out)
         if frame is None:
             return
@@ -193,7 +207,9 @@ class Pipeline:
         end_ts, asked_at = call.end_requested
         # A leg with no audio yet may have it all in flight: only the grace period ends such a call.
         caught_up = all(a.next_ts is not None and a.next_ts >= end_ts - END_TOLERANCE_S for a in call.audio.values())
-        return (caught_up and not any(a.pending for a in call.audio.values())) or now - max(asked_at, call.last_seen) > self.s.end_grace_s
+        if caught_up and not any(a.pending for a in call.audio.values()):
+            return True
+        return call.partition not in self.behind and now - max(asked_at, call.last_seen) > self.s.end_grace_s
 
     @staticmethod
     def _progress(call: CallState) -> tuple:
@@ -217,7 +233,7 @@ class Pipeline:
             self.looked_up.discard(call_id)
         already = {c.call_id for c, _, _ in ending}
         for call in list(self.calls.values()):
-            if call.call_id not in already and now - call.last_seen > self.s.inactivity_timeout_s:
+            if call.call_id not in already and call.partition not in self.behind and now - call.last_seen > self.s.inactivity_timeout_s:
                 ending.append((call, "timeout", call.updated_at or now))
         while self.ended and now - next(iter(self.ended.values())) > self.s.ended_memory_s:
             self.ended.popitem(last=False)
