@@ -208,6 +208,36 @@ def test_chunks_that_arrive_before_the_start_event_are_kept(models):
     assert summary_of(run(make_pipeline(models)[0], early)) == clean
 
 
+def test_chunks_read_from_a_backlog_wait_for_a_start_event_still_unread(models):
+    """A worker catching up reads minutes-old audio ahead of its call's start event (the other topic): the start
+    grace counts from when the events read there were produced, not from the wall clock."""
+    clock = Clock()
+    p, m = make_pipeline(models, clock, start_grace_s=10)
+    recs = call_records()
+    clean = summary_of(run(make_pipeline(models)[0], call_records()))
+    for r in recs:
+        r.timestamp = T0 - 300.0
+    out = run(p, recs[1:60])
+    clock.t += 30
+    out.append(p.process([]))
+    assert not any(r.dead for r in out)
+    out += run(p, [recs[0]] + recs[60:])
+    assert summary_of(out) == clean and m.bad_input.labels("unknown_call")._value.get() == 0
+
+
+def test_chunks_read_from_a_backlog_expire_once_later_events_were_read(models):
+    clock = Clock()
+    p, m = make_pipeline(models, clock, start_grace_s=10)
+    orphans = call_records()[1:20]
+    for r in orphans:
+        r.timestamp = T0 - 300.0
+    later = call_records("c2")[0]
+    later.timestamp = T0 - 300.0 + 11   # an event produced after the orphans' start grace
+    assert not p.process(orphans).dead
+    dead = p.process([later]).dead
+    assert len(dead) == len(orphans) and {d.reason for d in dead} == {"unknown_call"}
+
+
 def test_chunks_after_the_end_go_to_the_dead_letters(models):
     p, m = make_pipeline(models)
     recs = call_records()
@@ -292,7 +322,7 @@ def test_a_caught_up_partition_ends_a_call_whose_audio_stopped_by_the_grace(mode
     run(p, recs[:100] + [recs[-1]])
     clock.t += 4
     assert not p.process([]).summaries      # read late: its audio may still be in the backlog
-    p.mark_caught_up({0})                   # the agent read the partition to its end: nothing is in flight
+    p.mark_caught_up({(topics.AUDIO, 0)})                   # the agent read the partition to its end: nothing is in flight
     s = p.process([]).summaries
     assert [x["end_reason"] for x in s] == ["event"] and s[0]["duration_s"] == 20.0
 

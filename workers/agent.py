@@ -57,7 +57,7 @@ class Worker:
         self.lock = asyncio.Lock()
         self.stream = None
         self.revoked_generation = -1   # the consumer generation whose partitions were last revoked
-        self.read_offsets: dict[int, int] = {}   # audio partition -> offset of the last record the core read
+        self.read_offsets: dict[tuple[str, int], int] = {}   # (topic, partition) -> offset of the last record the core read
         self.app.agent(self.topics["input"], name="callpulse.analyse")(self.consume)
         self.app.timer(TIMER_INTERVAL_S)(self.tick)
         self.app.timer(HEARTBEAT_INTERVAL_S)(self.heartbeat)
@@ -77,8 +77,8 @@ class Worker:
                 result = await self._core(self.pipeline.process, records)
                 await self._emit(result)
                 for e in events:
-                    if e.message.topic == topics.AUDIO:
-                        self.read_offsets[e.message.partition] = max(e.message.offset, self.read_offsets.get(e.message.partition, -1))
+                    key = (e.message.topic, e.message.partition)
+                    self.read_offsets[key] = max(e.message.offset, self.read_offsets.get(key, -1))
             _forget_payloads(events, result.acks)
 
     def _current(self, events: list) -> list:
@@ -135,26 +135,27 @@ class Worker:
             self.m.live_sentiment.labels(queue).set(fmean(values))
 
     async def _update_lag(self) -> None:
-        """Lag = the broker's end of each audio partition minus what the core has read (not what the consumer
-        has fetched: a stuck core shows as growing lag). A partition read to its end is caught up: the core may
-        then end calls by its wall-clock waits again (see ``Pipeline.behind``)."""
+        """Lag = the broker's end of each partition minus what the core has read (not what the consumer has
+        fetched: a stuck core shows as growing lag); the gauge shows the audio partitions. A partition read to
+        its end is caught up: the core's wall-clock waits apply to it again (see ``workers.backlog``)."""
         consumer = self.app.consumer
         caught_up = set()
         try:
             for tp in consumer.assignment():
-                if tp.topic != topics.AUDIO:
+                if tp.topic not in (topics.AUDIO, topics.EVENTS):
                     continue
                 highwater = consumer.highwater(tp)
                 if highwater is None:
                     continue
-                read = self.read_offsets.get(tp.partition)
+                read = self.read_offsets.get((tp.topic, tp.partition))
                 position = read + 1 if read is not None else await consumer.position(tp)
                 if position is None:
                     continue
                 lag = highwater - position
-                self.m.consumer_lag.labels(str(tp.partition)).set(max(lag, 0))
+                if tp.topic == topics.AUDIO:
+                    self.m.consumer_lag.labels(str(tp.partition)).set(max(lag, 0))
                 if lag <= 0:
-                    caught_up.add(tp.partition)
+                    caught_up.add((tp.topic, tp.partition))
         except Exception as exc:  # lag is best effort; never stop the worker for it
             log.debug("lag update failed: %r", exc)
         if caught_up:
@@ -166,8 +167,8 @@ class Worker:
         if parts:
             async with self.lock:
                 self.revoked_generation = self.app.consumer_generation_id
-                for p in parts:
-                    self.read_offsets.pop(p, None)
+                for key in [k for k in self.read_offsets if k[1] in parts]:
+                    del self.read_offsets[key]
                 n = self.pipeline.drop_partitions(parts)
             log.info("rebalance: released %d calls of partitions %s", n, sorted(parts))
 

@@ -7,7 +7,7 @@ with the batch. Which call a decoded record belongs to, and what a start or end 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from stream.events import CallEvent, EventError, decode_event
 from stream.frame import AudioFrame, FrameError, decode_frame
@@ -77,9 +77,10 @@ class Ingest:
         else:
             self.m.chunks.labels(frame.leg).inc()
 
-    def expire_orphans(self, now: float, out: BatchResult) -> list[str]:
-        """Dead-letter the chunks whose start event never came; returns their call ids."""
-        expired = [c for c, held in self.orphans.items() if now - held[0][0] > self.s.start_grace_s]
+    def expire_orphans(self, now: float, out: BatchResult, start_missing: Callable[[Record, float], bool]) -> list[str]:
+        """Dead-letter the chunks whose start event never came (``start_missing(first chunk, seconds waited)``);
+        returns their call ids."""
+        expired = [c for c, held in self.orphans.items() if start_missing(held[0][1], now - held[0][0])]
         for call_id in expired:
             for _, rec, frame in self.orphans.pop(call_id):
                 self.dead(out, rec, "unknown_call", f"chunk seq {frame.seq} for call {call_id!r}: no start event within {self.s.start_grace_s:g} s")

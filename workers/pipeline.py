@@ -27,6 +27,7 @@ from stream.settings import Settings
 from stream.timestamps import MAX_CALL_DURATION_S
 
 from .analysis import Analyser, ModelRunner
+from .backlog import Backlog
 from .batch import BatchResult, DeadLetter, Record
 from .call_state import CallState
 from .ingest import Ingest
@@ -56,9 +57,7 @@ class Pipeline:
         self.calls: dict[str, CallState] = {}
         self.ended: OrderedDict[str, float] = OrderedDict()       # call id -> wall time it ended here
         self.looked_up: set[str] = set()
-        # partition -> how late (s) its latest audio record was read, while that exceeds the end grace: a worker
-        # working through a backlog must not end calls by wall-clock waits before it has read their audio
-        self.behind: dict[int | None, float] = {}
+        self.backlog = Backlog(late_after_s=settings.end_grace_s)
 
     # -- lookup protocol with the agent ---------------------------------------------------------
     def needs_lookup(self, call_id: str) -> bool:
@@ -89,14 +88,13 @@ class Pipeline:
             self.looked_up.discard(cid)
             if self.rules is not None:
                 self.rules.forget(cid)
-        self.mark_caught_up(partitions)
+        self.backlog.forget(partitions)
         self.m.active_calls.set(len(self.calls))
         return len(gone)
 
-    def mark_caught_up(self, partitions: Iterable[int]) -> None:
-        """The agent read every audio record of these partitions that the broker has: nothing is in flight."""
-        for p in partitions:
-            self.behind.pop(p, None)
+    def mark_caught_up(self, keys: Iterable[tuple[str, int]]) -> None:
+        """The agent read these (topic, partition)s to the broker's end: nothing of theirs is in flight."""
+        self.backlog.caught_up(keys)
 
     @staticmethod
     def call_id_of(record: Record) -> str | None:
@@ -110,6 +108,7 @@ class Pipeline:
         touched: dict[str, tuple[CallState, tuple | None]] = {}   # call id -> (call, progress at first touch)
         ending: list[tuple[CallState, str, float]] = []
         for rec in records:
+            self.backlog.note(rec, now)
             try:
                 if rec.topic == topics.EVENTS:
                     self._on_event(rec, now, out, touched)
@@ -184,11 +183,6 @@ class Pipeline:
         call.end_requested = [ev.ts, now]
 
     def _on_audio(self, rec: Record, now: float, out: BatchResult, touched: dict) -> None:
-        if rec.timestamp is not None:
-            if now - rec.timestamp > self.s.end_grace_s:
-                self.behind[rec.partition] = now - rec.timestamp
-            else:
-                self.behind.pop(rec.partition, None)
         frame = self.ingest.frame(rec, out)
         if frame is None:
             return
@@ -209,7 +203,7 @@ class Pipeline:
         caught_up = all(a.next_ts is not None and a.next_ts >= end_ts - END_TOLERANCE_S for a in call.audio.values())
         if caught_up and not any(a.pending for a in call.audio.values()):
             return True
-        return call.partition not in self.behind and now - max(asked_at, call.last_seen) > self.s.end_grace_s
+        return not self.backlog.audio_behind(call.partition) and now - max(asked_at, call.last_seen) > self.s.end_grace_s
 
     @staticmethod
     def _progress(call: CallState) -> tuple:
@@ -229,11 +223,12 @@ class Pipeline:
         return call
 
     def _expire(self, now: float, out: BatchResult, ending: list) -> None:
-        for call_id in self.ingest.expire_orphans(now, out):
+        grace = self.s.start_grace_s
+        for call_id in self.ingest.expire_orphans(now, out, lambda rec, waited: self.backlog.start_surely_missing(rec, waited, grace)):
             self.looked_up.discard(call_id)
         already = {c.call_id for c, _, _ in ending}
         for call in list(self.calls.values()):
-            if call.call_id not in already and call.partition not in self.behind and now - call.last_seen > self.s.inactivity_timeout_s:
+            if call.call_id not in already and not self.backlog.audio_behind(call.partition) and now - call.last_seen > self.s.inactivity_timeout_s:
                 ending.append((call, "timeout", call.updated_at or now))
         while self.ended and now - next(iter(self.ended.values())) > self.s.ended_memory_s:
             self.ended.popitem(last=False)
