@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,transcribe]'
 # Debian tools some tests use: promtool (Prometheus rule tests) and chromium (the browser test).
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)

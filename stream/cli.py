@@ -35,6 +35,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transcriber(args: argparse.Namespace) -> int:
+    from workers.transcribe.agent import run_transcriber
+    from workers.transcribe.settings import TranscriberSettings
+    sys.argv = [sys.argv[0], "worker"]   # faust's command line parser reads argv
+    return run_transcriber(_settings(args), TranscriberSettings(), metrics_port=args.metrics_port, loglevel=args.loglevel)
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     from .localstack import create_topics
     s = _settings(args)
@@ -113,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--metrics-port", type=int, default=None)
     w.add_argument("--loglevel", default="warning")
     w.set_defaults(func=cmd_worker)
+
+    tr = sub.add_parser("transcriber", help="run one transcriber (Whisper-base, own consumer group; needs the 'transcribe' extra)")
+    servers(tr)
+    tr.add_argument("--metrics-port", type=int, default=None, help="default CALLPULSE_TRANSCRIBER_METRICS_PORT (9101)")
+    tr.add_argument("--loglevel", default="warning")
+    tr.set_defaults(func=cmd_transcriber)
 
     r = sub.add_parser("replay", help="stream WAV/FLAC calls (stereo = agent, customer; or AGENT+CUSTOMER) into Kafka")
     servers(r)
