@@ -34,7 +34,9 @@ from .segmenter import LegCutter, Utterance
 
 log = logging.getLogger(__name__)
 END_TOLERANCE_S = 0.05
-MAX_BATCH_UTTERANCES = 8      # one recogniser call; larger batches pad more and hold acks longer
+# One utterance per recogniser call: Whisper's encoder has no padding mask, so batching utterances of different
+# lengths would change a short one's text with its batch-mates (and on CPU batching buys little).
+MAX_BATCH_UTTERANCES = 1
 
 
 class Transcriber(Protocol):

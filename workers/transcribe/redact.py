@@ -21,7 +21,8 @@ DIGIT_WORDS = {
     "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
     "doppio", "double",   # "double five" / "doppio cinque": counts as a digit word inside a run
 }
-_UNIT = r"(?:\d+|" + "|".join(sorted(DIGIT_WORDS, key=len, reverse=True)) + r")"
+# A unit is a number, a code with digits in it (IT60, X054: IBANs, account codes) or a digit word.
+_UNIT = r"(?:[^\W\d_]{0,4}\d[^\W_]*|" + "|".join(sorted(DIGIT_WORDS, key=len, reverse=True)) + r")"
 _SEP = r"(?:\s*[-/.,]\s*|\s+)"
 DIGIT_RUN = re.compile(rf"(?<![\w@]){_UNIT}(?:{_SEP}{_UNIT})*(?![\w@])", re.IGNORECASE)
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
@@ -31,7 +32,7 @@ SPOKEN_EMAIL = re.compile(rf"\b{_SPOKEN_PART}\s+(?:chiocciola|at)\s+[\w]+(?:\s+(
 
 def _digits_in(run: str) -> int:
     n = 0
-    for part in re.findall(r"\d+|[^\W\d_]+", run):
+    for part in re.findall(r"\d+|[^\W\d_]+", run):   # letters inside codes count nothing
         if part.isdigit():
             n += len(part)
         elif part.lower() in DIGIT_WORDS and part.lower() not in ("doppio", "double"):
