@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--chunk-ms", type=int, default=500)
     b.add_argument("--saturate", action="store_true", help="find the most calls one worker core sustains at real time")
     b.add_argument("--json", default="artifacts/bench.json", help="where to write the machine-readable result")
+    b.add_argument("--transcribe", action="store_true", help="the transcription tier's figures instead (RTF, calls per core, utterance latency)")
     b.set_defaults(func=cmd_bench)
 
     db = sub.add_parser("dashboard", help="serve the supervisor and manager dashboard")

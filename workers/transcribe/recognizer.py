@@ -18,12 +18,15 @@ from .model_files import model_dir
 
 DEFAULT_LANGUAGE = "it"
 COMPUTE_TYPE = "int8"
-BEAM_SIZE = 1                  # greedy: 2-3x cheaper than beam 5, measured WER in the README
+BEAM_SIZE = 5                  # beam 5 vs greedy: WER 0.39 vs 0.45 on EMOVO telephone, +5 % CPU (README)
 MAX_NEW_TOKENS = 160
 TOKENS_PER_S = 15.0            # cap on output length per second of audio (fast Italian needs ~8); loops stop here
 MIN_TOKENS = 16
 NO_REPEAT_NGRAM = 3            # without it, unpadded input sometimes loops ("x y z x y z ...")
-PAD_TO_FRAMES = None           # None: encode the utterance only; 3000 (30 s) is Whisper's training length (see README)
+# Whisper was trained on 30 s (3000 frames) of input. Utterances padded with silence to 10 s transcribe nearly as
+# well (EMOVO telephone WER 0.39 at 10 s, beam 5) at a third of the encoder cost; unpadded or 5 s input makes
+# the decoder loop and run on (WER 0.69). Longer utterances are encoded at their own length.
+PAD_TO_FRAMES = 1000
 MIN_SAMPLES = WHISPER_RATE_HZ // 10
 LANG_CODE = re.compile(r"^[a-z]{2,3}$")
 

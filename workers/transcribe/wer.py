@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from .frontend import WHISPER_RATE_HZ, upsample_8k_to_16k
-from .recognizer import BEAM_SIZE, NO_REPEAT_NGRAM, Recognizer
+from .recognizer import BEAM_SIZE, NO_REPEAT_NGRAM, PAD_TO_FRAMES, Recognizer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LANGUAGE = {"emovo": "it", "ravdess": "en"}
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channel", choices=("clean", "telephone"), default="telephone")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--every", type=int, default=1, help="score every k-th clip (sorted by file name): a stated subset")
-    ap.add_argument("--pad-to-frames", type=int, default=0, help="0: the served setting (no padding); 3000 = 30 s")
+    ap.add_argument("--pad-to-frames", type=int, default=PAD_TO_FRAMES, help="pad input to this many 10 ms frames; 0: no padding")
     ap.add_argument("--beam", type=int, default=BEAM_SIZE)
     ap.add_argument("--no-repeat-ngram", type=int, default=NO_REPEAT_NGRAM)
     ap.add_argument("--json", type=Path)
