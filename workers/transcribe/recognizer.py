@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .frontend import HOP, WHISPER_RATE_HZ, log_mel
+from .frontend import WHISPER_RATE_HZ, log_mel
 from .model_files import model_dir
 
 DEFAULT_LANGUAGE = "it"
@@ -105,6 +105,3 @@ class Recognizer:
             out.append(Transcript(detokenize(tokens), round(min(max(conf, 0.0), 1.0), 4), lang))
         return out
 
-
-def frames_for_seconds(seconds: float) -> int:
-    return int(seconds * WHISPER_RATE_HZ / HOP)
