@@ -59,6 +59,15 @@ def load(corpus: str, data: Path, every: int) -> list[tuple[str, str, str]]:
     return [(str(root / r["file"]), texts[r["sentence"]], r["sentence"]) for r in rows[::every]]
 
 
+def _by_group(by_sentence: dict[str, list[int]]) -> dict[str, float]:
+    groups: dict[str, list[int]] = {}
+    for code, (e, n) in by_sentence.items():
+        g = groups.setdefault("nonsense" if code.startswith("n") else "meaningful", [0, 0])
+        g[0] += e
+        g[1] += n
+    return {k: round(e / max(n, 1), 4) for k, (e, n) in sorted(groups.items())}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", choices=sorted(LANGUAGE), required=True)
@@ -100,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         "pad_to_frames": args.pad_to_frames or None, "beam": args.beam, "no_repeat_ngram": args.no_repeat_ngram, "words": words, "errors": errors,
         "wer": round(errors / max(words, 1), 4),
         "wer_by_sentence": {k: round(e / max(n, 1), 4) for k, (e, n) in sorted(by_sentence.items())},
+        "words_by_sentence": {k: n for k, (_, n) in sorted(by_sentence.items())},
+        # EMOVO's n1-n4 are semantically empty on purpose (no language model can help): scored apart too
+        "wer_by_group": _by_group(by_sentence),
         "cpu_seconds_per_audio_second": round(compute_s / max(audio_s, 1e-9), 4), "examples": examples,
     }
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=1))
