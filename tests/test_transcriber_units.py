@@ -137,3 +137,11 @@ def test_the_model_folder_is_assembled_and_verified(tmp_path):
     d = model_files.model_dir(tmp_path / "m")
     assert model_files.sha256_of([d / "model.bin"]) == model_files.MODEL_SHA256
     assert sorted(p.name for p in d.iterdir() if not p.name.startswith(".")) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+
+
+def test_segment_fields_keep_call_time_and_capture_time_precision():
+    from workers.transcribe.sinks import segment_fields
+    f = segment_fields({"segment_id": "c:agent:1234567", "call_id": "c", "start": 1234.567, "end": 1240.1,
+                        "at": 1764028834.712, "cues": ["cue_refund"], "final": True, "text": "ciao"})
+    assert (f["start"], f["end"], f["at"]) == ("1234.567", "1240.1", "1764028834.712")
+    assert json.loads(f["cues"]) == ["cue_refund"] and "call_id" not in f

@@ -36,8 +36,7 @@ class TranscriptRedisSink(RedisSink):
         streams = set()
         for seg in result.segments:
             cid = seg["call_id"]
-            pipe.xadd(k.transcript(cid), {f: _field(v) for f, v in seg.items() if f != "call_id" and f != "cues"} |
-                      {"cues": json.dumps(seg["cues"])}, maxlen=self.maxlen, approximate=True)
+            pipe.xadd(k.transcript(cid), segment_fields(seg), maxlen=self.maxlen, approximate=True)
             streams.add(cid)
         for cid in streams | set(result.call_fields):
             pipe.expire(k.transcript(cid), ttl(cid))   # no-op on a call with no segment yet
@@ -72,6 +71,17 @@ class TranscriptKafkaSink:
             self.m.dead_letters.labels(dead.reason).inc()
         if futures:
             await asyncio.gather(*futures)
+
+
+def segment_fields(seg: dict) -> dict[str, str]:
+    """A segment as stream fields. Numbers keep the precision the core rounded them to (call times in ms, the
+    capture time in ms): the workers' 4-significant-digit alert formatting would turn 1234.5 s into 1234."""
+    out = {}
+    for f, v in seg.items():
+        if f == "call_id":
+            continue
+        out[f] = json.dumps(v) if f == "cues" else str(v)
+    return out
 
 
 def _s(x) -> str:
