@@ -11,8 +11,8 @@
   function render(tr) {
     const box = q("#drill-transcript");
     if (!tr || !tr.segments.length) { box.innerHTML = `<p class="tx-empty">No transcript (transcripts off, or nothing said yet).</p>`; return; }
-    // the same axis as app.js's timeline: 0..max(10 s, last step)
-    const T = Math.max(10, tr.timeline_end || 0, ...tr.segments.map((s) => s.end));
+    // the same axis as app.js's timeline, 0..max(10 s, last step); without a timeline, the transcript's own end
+    const T = Math.max(10, tr.timeline_end ?? Math.max(...tr.segments.map((s) => s.end)));
     const x = (t) => (t / T) * W;
     let lanes = "";
     ["agent", "customer"].forEach((leg, i) => {
