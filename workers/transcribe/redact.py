@@ -48,16 +48,14 @@ def redact(text: str) -> tuple[str, int]:
     """Returns (redacted text, number of redactions)."""
     count = 0
 
-    def sub(pattern: re.Pattern, repl, s: str) -> str:
-        nonlocal count
+    def replace(repl):
         def one(m: re.Match) -> str:
             nonlocal count
             out = repl(m) if callable(repl) else repl
             count += out != m.group(0)
             return out
-        return pattern.sub(one, s)
+        return one
 
-    text = sub(EMAIL, EMAIL_TOKEN, text)
-    text = sub(SPOKEN_EMAIL, EMAIL_TOKEN, text)
-    text = sub(DIGIT_RUN, _numbers, text)
+    for pattern, repl in ((EMAIL, EMAIL_TOKEN), (SPOKEN_EMAIL, EMAIL_TOKEN), (DIGIT_RUN, _numbers)):
+        text = pattern.sub(replace(repl), text)
     return text, count
