@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from stream.replay import load_sample_calls
+from stream.replay import load_sample_calls, sample_calls_dir
 from workers.audio import ANALYSIS_RATE_HZ
 from workers.cues import CueAlert, CueError, CueSet, normalise
 from workers.leg_audio import Chunk
@@ -88,7 +88,7 @@ def _cut_all(cutter: LegCutter, chunks, final=True):
 
 def test_utterances_follow_the_speech_of_a_sample_call():
     call = next(c for c in load_sample_calls() if c.call_id == "demo-it-angry")
-    manifest = json.loads((__import__("stream.replay", fromlist=["x"]).sample_calls_dir() / "calls.json").read_text())
+    manifest = json.loads((sample_calls_dir() / "calls.json").read_text())
     spans = [(s["start_s"], s["end_s"]) for c in manifest if c["call_id"] == "demo-it-angry" for s in c["segments"] if s["leg"] == "agent"]
     utts = _cut_all(LegCutter.new("agent", 1.0), _leg_chunks(call.legs["agent"]))
     assert utts, "no utterance cut"
