@@ -7,7 +7,8 @@ import asyncio
 import json
 import time
 
-from workers.sinks import RedisSink, _field
+from stream import finite_json
+from workers.sinks import RedisSink, _field, dead_letter_message
 
 from .core import TranscriptBatch
 
@@ -21,15 +22,26 @@ class TranscriptRedisSink(RedisSink):
         self.maxlen = maxlen
 
     async def load_calls(self, call_ids: list[str]) -> dict[str, dict[str, str]]:
-        pipe = self.r.pipeline(transaction=False)
-        for cid in call_ids:
-            pipe.hgetall(self.keys.transcriber(cid))
-        rows = await self._retry(pipe.execute)
+        def build():
+            pipe = self.r.pipeline(transaction=False)
+            for cid in call_ids:
+                pipe.hgetall(self.keys.transcriber(cid))
+            return pipe
+        rows = await self._retry(build)
         return {cid: {_s(k): _s(v) for k, v in row.items()} for cid, row in zip(call_ids, rows)}
 
     async def write(self, result: TranscriptBatch) -> None:
         if not (result.call_fields or result.segments or result.alerts):
             return
+        t0 = time.perf_counter()
+        # a fresh pipeline per attempt (workers.sinks.RedisSink._retry: a failed pipeline comes back empty)
+        await self._retry(lambda: self._transcript_pipeline(result))
+        self.m.redis_write_seconds.observe(time.perf_counter() - t0)
+        now = time.time()
+        for ts in result.step_capture_ts:
+            self.m.transcript_latency.observe(max(now - ts, 0.0))
+
+    def _transcript_pipeline(self, result: TranscriptBatch):
         k, ended = self.keys, set(result.ended)
         ttl = lambda cid: self.s.ended_ttl_s if cid in ended else self.s.active_ttl_s   # noqa: E731
         pipe = self.r.pipeline(transaction=True)
@@ -45,12 +57,7 @@ class TranscriptRedisSink(RedisSink):
             pipe.expire(k.transcriber(cid), ttl(cid))
         for alert in result.alerts:
             pipe.xadd(k.alerts, {f: _field(v) for f, v in alert.to_dict().items()}, maxlen=self.s.alerts_maxlen, approximate=True)
-        t0 = time.perf_counter()
-        await self._retry(pipe.execute)
-        self.m.redis_write_seconds.observe(time.perf_counter() - t0)
-        now = time.time()
-        for ts in result.step_capture_ts:
-            self.m.transcript_latency.observe(max(now - ts, 0.0))
+        return pipe
 
 
 class TranscriptKafkaSink:
@@ -62,12 +69,10 @@ class TranscriptKafkaSink:
         for seg in result.segments:
             futures.append(await self.transcripts.send(key=seg["call_id"].encode(), value=json.dumps(seg, ensure_ascii=False).encode()))
         for alert in result.alerts:
-            futures.append(await self.alerts.send(key=alert.call_id.encode(), value=json.dumps(alert.to_dict()).encode()))
+            futures.append(await self.alerts.send(key=alert.call_id.encode(), value=finite_json.dumps(alert.to_dict()).encode()))
         for dead in result.dead:
-            rec = dead.record
-            headers = [("reason", dead.reason.encode()), ("error", dead.message.encode()[:1000]),
-                       ("source_topic", rec.topic.encode()), ("consumer", b"transcriber")]
-            futures.append(await self.dlq.send(key=rec.key, value=rec.value, headers=headers))
+            key, value, headers = dead_letter_message(dead)
+            futures.append(await self.dlq.send(key=key, value=value, headers=headers + [("consumer", b"transcriber")]))
             self.m.dead_letters.labels(dead.reason).inc()
         if futures:
             await asyncio.gather(*futures)
