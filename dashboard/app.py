@@ -109,6 +109,13 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             raise HTTPException(404, f"no call {call_id!r} (unknown, or expired)")
         return c
 
+    @app.get("/api/calls/{call_id}/transcript", summary="One call's live transcript per leg (redacted), with the cues found in it")
+    async def call_transcript(call_id: str, _: str = Depends(user)) -> dict:
+        t = await store.transcript(call_id)
+        if t is None:
+            raise HTTPException(404, f"no transcript for call {call_id!r} (transcripts off, nothing said yet, or expired)")
+        return t
+
     @app.get("/api/alerts", summary="Recent alert events, newest first, with acknowledgement")
     async def alerts(count: int = 200, _: str = Depends(user)) -> list[dict]:
         return await store.alerts(min(max(count, 1), 2000))

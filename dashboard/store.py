@@ -112,3 +112,27 @@ class Store:
             if row:
                 out.setdefault(dim, {})[value] = {k: float(v) for k, v in row.items() if math.isfinite(float(v))}
         return out
+
+    async def transcript(self, call_id: str) -> dict | None:
+        """The call's transcript segments (redacted by the transcriber), oldest first, and where its timeline ends
+        (the drill-down draws both on one time axis). None when neither exists."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xrange(self.keys.transcript(call_id))
+        pipe.hgetall(self.keys.transcriber(call_id))
+        pipe.xrevrange(self.keys.timeline(call_id), count=1)
+        entries, tx, last = await pipe.execute()
+        if not entries and not tx:
+            return None
+        segments = []
+        for _, e in entries:
+            seg = {k: v for k, v in e.items() if k != "cues"}
+            for k in ("start", "end", "confidence", "at"):
+                if k in seg:
+                    seg[k] = float(seg[k])
+            seg["final"] = seg.get("final") == "True"
+            seg["redactions"] = int(seg.get("redactions") or 0)
+            seg["cues"] = json.loads(e.get("cues") or "[]")
+            segments.append(seg)
+        segments.sort(key=lambda s: (s["start"], s["leg"]))
+        return {"call_id": call_id, "status": tx.get("status"), "language": tx.get("language"), "segments": segments,
+                "timeline_end": float(last[0][1]["t"]) if last else None}

@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,transcribe]'
 # Debian tools some tests use: promtool (Prometheus rule tests), chromium (the browser test), redis-server
 # (the Redis-persistence fault tests), and a JDK + Maven for Apache Kafka (the apache_kafka tests).
 need=()

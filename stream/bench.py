@@ -265,6 +265,9 @@ def inference_bound(seconds: float = 5.0, batch: int = 64) -> tuple[float, float
 
 
 def run_bench(args) -> int:
+    if getattr(args, "transcribe", False):   # the transcription tier's own figures (stream/bench_transcribe.py)
+        from .bench_transcribe import run_transcribe_bench
+        return run_transcribe_bench(args)
     result = BenchResult(machine={"cpus": os.cpu_count(), "python": sys.version.split()[0], "worker_core": WORKER_CORE})
     windows_per_s, ms_batched, ms_single = inference_bound()
     # one call at real time = 2 legs x 1 window per hop (1 s), when both legs speak all the time

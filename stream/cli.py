@@ -65,6 +65,13 @@ def _check_broker(settings: Settings) -> Settings:
     return settings
 
 
+def cmd_transcriber(args: argparse.Namespace) -> int:
+    from workers.transcribe.agent import run_transcriber
+    from workers.transcribe.settings import TranscriberSettings
+    sys.argv = [sys.argv[0], "worker"]   # faust's command line parser reads argv
+    return run_transcriber(_settings(args), TranscriberSettings(), metrics_port=args.metrics_port, loglevel=args.loglevel)
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     from .topic_admin import create_topics
     s = _settings(args)
@@ -164,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--loglevel", default="warning")
     w.set_defaults(func=cmd_worker)
 
+    tr = sub.add_parser("transcriber", help="run one transcriber (Whisper-base, own consumer group; needs the 'transcribe' extra)")
+    servers(tr)
+    tr.add_argument("--metrics-port", type=int, default=None, help="default CALLPULSE_TRANSCRIBER_METRICS_PORT (9101)")
+    tr.add_argument("--loglevel", default="warning")
+    tr.set_defaults(func=cmd_transcriber)
+
     r = sub.add_parser("replay", help="stream WAV/FLAC calls (stereo = agent, customer; or AGENT+CUSTOMER) into Kafka")
     servers(r)
     r.add_argument("files", nargs="*", help="files to replay (default: the shipped sample calls)")
@@ -193,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--chunk-ms", type=int, default=500)
     b.add_argument("--saturate", action="store_true", help="find the most calls one worker core sustains at real time")
     b.add_argument("--json", default="artifacts/bench.json", help="where to write the machine-readable result")
+    b.add_argument("--transcribe", action="store_true", help="the transcription tier's figures instead (RTF, calls per core, utterance latency)")
     b.set_defaults(func=cmd_bench)
 
     from .evaluate_calls import add_parser as add_evaluate_calls

@@ -109,6 +109,9 @@ def run_demo(args) -> int:
                "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
         children.append(_child([sys.executable, "-m", "stream.cli", "worker", "--metrics-port", str(metrics_port)], env, logdir / "worker.log"))
         print(f"worker metrics           http://{LOOPBACK}:{metrics_port}/metrics")
+        tx_port = _start_transcriber(children, env, logdir)
+        if tx_port:
+            print(f"transcriber metrics      http://{LOOPBACK}:{tx_port}/metrics   (live transcripts in the drill-down)")
         if not args.no_dashboard:
             try:
                 import dashboard  # noqa: F401
@@ -155,6 +158,25 @@ def run_demo(args) -> int:
         embedded = ["broker"] * bool(stack and stack.broker == "tansu") + ["Redis"] * bool(stack)
         print("\nstopped: worker, dashboard" + (f", {' and '.join(embedded)}" if embedded else ""))
     return 0
+
+
+def _start_transcriber(children: list, env: dict[str, str], logdir: Path) -> int | None:
+    """Transcripts are on in the demo (the tier keeps up with the sample calls on one core: README, "Transcripts")
+    unless CALLPULSE_TRANSCRIPTS_ENABLED=false or the 'transcribe' extra is not installed."""
+    from workers.transcribe.settings import TranscriberSettings
+    if not TranscriberSettings().transcripts_enabled:
+        print("transcriber              off (CALLPULSE_TRANSCRIPTS_ENABLED=false)")
+        return None
+    try:
+        import ctranslate2  # noqa: F401
+        from workers.transcribe.model_files import model_dir
+        model_dir()   # joins and verifies the model once, before the child starts
+    except Exception as exc:   # the optional extra: the demo runs without it
+        print(f"transcriber              off ({exc.__class__.__name__}: install the 'transcribe' extra for live transcripts)")
+        return None
+    port = free_port()
+    children.append(_child([sys.executable, "-m", "stream.cli", "transcriber", "--metrics-port", str(port)], env, logdir / "transcriber.log"))
+    return port
 
 
 def _replay_loop(bootstrap: str, speed: float, stop: threading.Event) -> None:

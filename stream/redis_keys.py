@@ -15,6 +15,8 @@ written with ``%`` and ``:`` percent-encoded (``key_part``), so one call id can 
 | ``{p}:summaries`` | sorted set | call ids of ended calls, score = end time (epoch s) | trimmed to the last day |
 | ``{p}:kpi:{dimension}:{value}`` | hash | manager KPIs for one queue/campaign/agent: fields ``{window}.{kpi}`` | ``summary_ttl_s`` |
 | ``{p}:kpis`` | set | ``{dimension}:{value}`` names that have a KPI hash | none |
+| ``{p}:call:{call_id}:transcript`` | stream | one entry per transcript segment (redacted text, see ``TRANSCRIPT_FIELDS``) | as the call hash; ``MAXLEN ~ transcript_maxlen`` |
+| ``{p}:call:{call_id}:transcriber`` | hash | the transcriber's per-call status, language, segment count and ``_state`` | as the call hash |
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ LEG_FIELDS = (
     "speech_s", "talk_ratio", "loudness_dbfs", "windows",
     "spark",              # JSON [[t, sentiment], ...] over the last minute, for the wall's sparklines
 )
+# Fields of a transcript stream entry (written by `callpulse transcriber`; text redacted before writing).
+TRANSCRIPT_FIELDS = ("segment_id", "leg", "start", "end", "text", "language", "confidence", "final", "redactions", "cues", "at")
 # Internal field holding the exact restorable state (derived numbers only, never audio).
 STATE_FIELD = "_state"
 
@@ -64,6 +68,12 @@ class Keys:
 
     def timeline(self, call_id: str) -> str:
         return f"{self.prefix}:call:{key_part(call_id)}:timeline"
+
+    def transcript(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}:transcript"
+
+    def transcriber(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}:transcriber"
 
     @property
     def active(self) -> str:

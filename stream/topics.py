@@ -5,6 +5,7 @@ AUDIO_DLQ = "calls.audio.dlq"    # original message, reason in headers
 EVENTS = "calls.events"          # key = call id, value = JSON CallEvent (start/end)
 ALERTS = "calls.alerts"          # key = call id, value = JSON alert
 SUMMARIES = "calls.summaries"    # key = call id, value = JSON end-of-call summary
+TRANSCRIPTS = "calls.transcripts"  # key = call id, value = JSON transcript segment (callpulse transcriber)
 
-ALL = (AUDIO, AUDIO_DLQ, EVENTS, ALERTS, SUMMARIES)
+ALL = (AUDIO, AUDIO_DLQ, EVENTS, ALERTS, SUMMARIES, TRANSCRIPTS)
 DEFAULT_PARTITIONS = 8

@@ -49,14 +49,15 @@ def frames_for(call_id: str, legs: dict[str, np.ndarray], chunk_s: float = 0.2, 
 class WorkerProcess:
     """A real ``callpulse worker`` in a subprocess, pointed at the test stack."""
 
-    def __init__(self, env: dict[str, str], name: str = "w1") -> None:
+    def __init__(self, env: dict[str, str], name: str = "w1", subcommand: str = "worker") -> None:
+        self.subcommand = subcommand   # "worker" or "transcriber"
         self.metrics_port = free_port()
         self.env = {**os.environ, **env, "CALLPULSE_WORKER_NAME": name, "PYTHONPATH": str(ROOT)}
         self.proc: subprocess.Popen | None = None
-        self.log = open(os.path.join(env.get("CALLPULSE_TEST_LOGDIR", "/tmp"), f"worker-{name}-{self.metrics_port}.log"), "wb")
+        self.log = open(os.path.join(env.get("CALLPULSE_TEST_LOGDIR", "/tmp"), f"{subcommand}-{name}-{self.metrics_port}.log"), "wb")
 
     def start(self) -> "WorkerProcess":
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--metrics-port", str(self.metrics_port), "--loglevel", "info"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", self.subcommand, "--metrics-port", str(self.metrics_port), "--loglevel", "info"],
                                      env=self.env, cwd=str(ROOT), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

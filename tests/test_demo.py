@@ -42,6 +42,10 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path):
         ids = wait_for(lambda: r.zrange("cp:calls:active", 0, -1), 40, what="live calls in Redis")
         assert {i.rsplit("-", 1)[0] for i in ids} <= {"demo-it-angry", "demo-en-silence", "demo-en-happy"}
         wait_for(lambda: r.hget(f"cp:call:{ids[0]}", "customer_windows") not in (None, "0"), 30, what="scores")
+        if "transcriber metrics" in text:   # on by default when the 'transcribe' extra is installed (CI installs it)
+            wait_for(lambda: any(r.xlen(f"cp:call:{i}:transcript") for i in r.zrange("cp:calls:active", 0, -1)), 40, what="a live transcript")
+        elif os.environ.get("CI"):
+            raise AssertionError("the demo ran without its transcriber in CI:\n" + text)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         assert re.search(r"^callpulse_chunks_total\{leg=\"agent\"\} [1-9]", metrics, re.M)
         req = urllib.request.Request(f"http://127.0.0.1:{dport}/api/calls")

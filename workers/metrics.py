@@ -41,6 +41,17 @@ class WorkerMetrics:
         self.core_run_seconds = Gauge("callpulse_core_run_seconds", "How long the core's current run has lasted (0 when idle)", registry=r)
         self.live_sentiment = Gauge("callpulse_live_customer_sentiment", "Mean current customer sentiment over live calls", ["queue"], registry=r)
         self.agent_calls_ended = Counter("callpulse_agent_calls_ended_total", "Calls ended per agent (only when per-agent metrics are on)", ["agent", "outcome"], registry=r)
+        # The transcription tier (callpulse transcriber); RTF = rate(compute_seconds) / rate(audio_seconds).
+        self.transcriber_calls = Gauge("callpulse_transcriber_calls", "Calls held by this transcriber", registry=r)
+        self.transcriber_queue = Gauge("callpulse_transcriber_queue_utterances", "Finished utterances of the current batch not yet transcribed", registry=r)
+        self.transcriber_wait = Histogram("callpulse_transcriber_wait_seconds", "End of an utterance's speech to the start of its transcription", buckets=LATENCY_BUCKETS_S, registry=r)
+        self.transcriber_seconds = Histogram("callpulse_transcriber_inference_seconds", "One batched recogniser call", buckets=LATENCY_BUCKETS_S, registry=r)
+        self.transcriber_audio_seconds = Counter("callpulse_transcriber_audio_seconds_total", "Utterance audio transcribed", registry=r)
+        self.transcriber_compute_seconds = Counter("callpulse_transcriber_compute_seconds_total", "Wall time spent in the recogniser", registry=r)
+        self.transcriber_errors = Counter("callpulse_transcriber_errors_total", "Utterances lost to a recogniser failure", registry=r)
+        self.transcriber_segments = Counter("callpulse_transcriber_segments_total", "Transcript segments written", ["leg"], registry=r)
+        self.transcriber_redactions = Counter("callpulse_transcriber_redactions_total", "Numbers and e-mail addresses redacted", registry=r)
+        self.transcript_latency = Histogram("callpulse_transcript_latency_seconds", "End of an utterance's speech (capture time) to its Redis write", buckets=LATENCY_BUCKETS_S, registry=r)
 
 
 METRICS = WorkerMetrics()
