@@ -13,7 +13,7 @@ from stream.events import CallEvent, EventError, decode_event
 from stream.frame import AudioFrame, FrameError, decode_frame
 from stream.settings import Settings
 
-from .audio import decode_payload, to_analysis_rate
+from .audio import decode_to_pcm16
 from .batch import BatchResult, DeadLetter, Record
 from .call_state import CallState
 from .leg_audio import Chunk
@@ -61,7 +61,7 @@ class Ingest:
             self.push(call, rec, frame, now)
 
     def push(self, call: CallState, rec: Record, frame: AudioFrame, now: float) -> None:
-        samples = to_analysis_rate(decode_payload(frame.payload, frame.encoding), frame.sample_rate)
+        samples = decode_to_pcm16(frame.payload, frame.encoding, frame.sample_rate)
         reason = call.audio[frame.leg].push(Chunk(frame.seq, frame.capture_ts, samples, rec.token))
         call.last_seen = now
         if reason:

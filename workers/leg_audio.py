@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import ANALYSIS_RATE_HZ
+from .audio import ANALYSIS_RATE_HZ, to_pcm16
 
 MAX_GAP_S = 10.0       # a hole longer than this is clamped (clock jumps must not create hours of silence)
 MAX_PENDING_CHUNKS = 256
@@ -26,7 +26,7 @@ PCM_SCALE = 32768.0
 class Chunk:
     seq: int
     capture_ts: float
-    samples: np.ndarray  # float32 at ANALYSIS_RATE_HZ
+    samples: np.ndarray  # at ANALYSIS_RATE_HZ: int16 PCM (what the worker decodes to), or float32 in [-1, 1]
     token: Any = None    # opaque handle the caller acknowledges once the chunk is released
 
 
@@ -106,7 +106,7 @@ class LegAudio:
         return newest_end - oldest.capture_ts > self.horizon_s
 
     def _append(self, chunk: Chunk) -> None:
-        pcm = np.clip(chunk.samples * PCM_SCALE, -32768, 32767).astype(np.int16)
+        pcm = chunk.samples if chunk.samples.dtype == np.int16 else to_pcm16(chunk.samples)
         self.segments.append(Segment(self.next_pos, pcm, chunk.capture_ts, chunk.seq, chunk.token))
         self.next_pos += len(chunk.samples)
         self.next_seq = chunk.seq + 1

@@ -1,0 +1,27 @@
+"""The worker decodes chunks straight to int16 (issue 16): sample for sample what the float path gave."""
+
+import numpy as np
+import pytest
+
+from workers.audio import decode_payload, decode_to_pcm16, encode_alaw, encode_mulaw, encode_pcm16, to_analysis_rate
+from workers.leg_audio import Chunk, LegAudio
+
+
+@pytest.mark.parametrize("encoding,encode", [("mulaw", encode_mulaw), ("alaw", encode_alaw), ("pcm_s16le", encode_pcm16)])
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_int16_decoding_equals_the_float_path_scaled(encoding, encode, rate):
+    rng = np.random.default_rng(rate)
+    x = np.clip(rng.normal(0, 0.3, rate // 2), -1, 1).astype(np.float32)   # loud: clipping must agree too
+    payload = encode(x)
+    old = np.clip(to_analysis_rate(decode_payload(payload, encoding), rate) * 32768.0, -32768, 32767).astype(np.int16)
+    new = decode_to_pcm16(payload, encoding, rate)
+    assert new.dtype == np.int16 and np.array_equal(new, old)
+
+
+def test_a_leg_holds_int16_and_float_chunks_alike():
+    x = (0.25 * np.sin(np.arange(4000) / 7)).astype(np.float32)
+    pcm = decode_to_pcm16(encode_pcm16(x), "pcm_s16le", 8000)
+    a, b = LegAudio(8000, 16000), LegAudio(8000, 16000)
+    a.push(Chunk(0, 0.0, x))
+    b.push(Chunk(0, 0.0, pcm))
+    assert np.array_equal(a.audio(0, 4000), b.audio(0, 4000))
