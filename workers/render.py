@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from stream.redis_keys import LEGS, STATE_FIELD
 
 from .call_state import CallState
+from .jsonfmt import compact_json
 from .risk import call_risk
 from .vad import FRAME_S
 
@@ -52,7 +51,3 @@ def _leg_fields(call: CallState, leg: str) -> dict[str, str]:
         f[p + "emotion_score"] = f"{sc.emotions[top]:.3f}"
         f[p + "emotions"] = compact_json(sc.emotions)
     return f
-
-
-def compact_json(d) -> str:
-    return json.dumps(d, separators=(",", ":"))
