@@ -16,7 +16,7 @@ from .audio import ANALYSIS_RATE_HZ
 from .batch import BatchResult
 from .call_state import CallState
 from .metrics import WorkerMetrics
-from .vad import FRAME_S
+from .vad import FRAME_S, speech_share
 
 
 class ModelRunner(Protocol):
@@ -45,27 +45,34 @@ class Analyser:
         self.hop = int(round(settings.hop_s * ANALYSIS_RATE_HZ))
         self.window = int(round(settings.window_s * ANALYSIS_RATE_HZ))
         self.min_window_speech_frames = int(settings.min_window_speech_s / FRAME_S)
+        # labelled children looked up once: ``labels()`` per step costs more than the increment
+        self._window_counters = {(leg, scored): metrics.windows.labels(leg, "true" if scored else "false")
+                                 for leg in LEGS for scored in (True, False)}
 
     def analyse(self, calls: list[CallState], out: BatchResult) -> None:
         """Every complete step of these calls: VAD mask, scores when the window holds speech, and the frozen
         per-step info (``pending_masks``/``pending_info``) that leg pairing consumes."""
         jobs = [job for call in calls for leg in LEGS for job in self._steps(call, leg)]
         self._score([j for j in jobs if j.window is not None])
+        counts = dict.fromkeys(self._window_counters, 0)
         for j in jobs:
             sc = j.call.scores[j.leg]
             sc.add_step(j.mask, j.level_db)
             # What the call-level step will need, frozen now: legs are paired later, maybe in another batch,
             # and by then this leg may have moved on. Saved with the state, so batching never changes a result.
-            info: dict = {"speech": round(float(j.mask.mean()), 4), "cap": j.capture_end,
+            info: dict = {"speech": round(speech_share(j.mask), 4), "cap": j.capture_end,
                           "loud": round(sc.loudness_dbfs, 2) if j.mask.any() and sc.loudness_dbfs is not None else None}
             if j.emotions is not None:
                 sc.add_scores((j.k + 1) * self.s.hop_s, j.emotions, j.sentiment)
                 info.update(s=round(j.sentiment, 4), e=j.emotions, avg=round(sc.sentiment_avg, 4), ang=round(sc.anger_avg, 4),
                             start=None if sc.sentiment_start is None else round(sc.sentiment_start, 4))
             sc.pending_info[j.k] = info
-            self.m.windows.labels(j.leg, "true" if j.emotions is not None else "false").inc()
+            counts[j.leg, j.emotions is not None] += 1
             if j.capture_end is not None:
                 out.step_capture_ts.append(j.capture_end)
+        for key, n in counts.items():
+            if n:
+                self._window_counters[key].inc(n)
 
     def _steps(self, call: CallState, leg: str) -> list[_StepJob]:
         audio, vad, sc = call.audio[leg], call.vad[leg], call.scores[leg]

@@ -30,6 +30,11 @@ def frame_dbfs(samples: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(power + POWER_EPS)
 
 
+def speech_share(mask: np.ndarray) -> float:
+    """Share of speech frames in a mask: ``mask.mean()`` (the same value), without numpy's float reduction."""
+    return np.count_nonzero(mask) / mask.size if mask.size else float("nan")
+
+
 @dataclass
 class VadState:
     floor_dbfs: float = INITIAL_FLOOR_DBFS

@@ -1,10 +1,11 @@
-"""The worker decodes chunks straight to int16 (issue 16): sample for sample what the float path gave."""
+"""The per-message fast paths of issue 16 give exactly what the plain code gave."""
 
 import numpy as np
 import pytest
 
 from workers.audio import decode_payload, decode_to_pcm16, encode_alaw, encode_mulaw, encode_pcm16, to_analysis_rate
 from workers.leg_audio import Chunk, LegAudio
+from workers.vad import speech_share
 
 
 @pytest.mark.parametrize("encoding,encode", [("mulaw", encode_mulaw), ("alaw", encode_alaw), ("pcm_s16le", encode_pcm16)])
@@ -25,3 +26,11 @@ def test_a_leg_holds_int16_and_float_chunks_alike():
     a.push(Chunk(0, 0.0, x))
     b.push(Chunk(0, 0.0, pcm))
     assert np.array_equal(a.audio(0, 4000), b.audio(0, 4000))
+
+
+def test_speech_share_is_the_mask_mean_exactly():
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 49, 50, 51, 100, 1000):
+        for p in (0.0, 0.13, 0.5, 0.97, 1.0):
+            mask = rng.random(n) < p
+            assert speech_share(mask) == float(mask.mean())
