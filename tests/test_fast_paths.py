@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from workers.audio import decode_payload, decode_to_pcm16, encode_alaw, encode_mulaw, encode_pcm16, to_analysis_rate
+from workers.audio import buffered_samples, decode_payload, decode_to_pcm16, encode_alaw, encode_mulaw, encode_pcm16, to_analysis_rate
 from workers.leg_audio import Chunk, LegAudio
 from workers.vad import speech_share
 
@@ -34,3 +34,18 @@ def test_speech_share_is_the_mask_mean_exactly():
         for p in (0.0, 0.13, 0.5, 0.97, 1.0):
             mask = rng.random(n) < p
             assert speech_share(mask) == float(mask.mean())
+
+
+@pytest.mark.parametrize("encoding,encode", [("mulaw", encode_mulaw), ("alaw", encode_alaw), ("pcm_s16le", encode_pcm16)])
+def test_buffered_chunks_read_back_as_the_decoded_float_samples(encoding, encode):
+    """G.711 stays encoded in the leg buffer; what a step or window reads is what decoding first gave."""
+    rng = np.random.default_rng(1)
+    chunks = [encode(np.clip(rng.normal(0, 0.2, 4000), -1, 1).astype(np.float32)) for _ in range(3)]
+    kept, decoded = LegAudio(8000, 16000), LegAudio(8000, 16000)
+    for seq, payload in enumerate(chunks):
+        samples, table = buffered_samples(payload, encoding, 8000)
+        assert (table is None) == (encoding == "pcm_s16le")
+        kept.push(Chunk(seq, seq * 0.5, samples, None, table))
+        decoded.push(Chunk(seq, seq * 0.5, decode_payload(payload, encoding)))
+    for start, end in ((0, 8000), (2000, 12000), (-4000, 4000), (6000, 16000)):
+        assert np.array_equal(kept.audio(start, end), decoded.audio(start, end))

@@ -35,6 +35,7 @@ PCM16_SCALE = 32768.0
 # G.711 decodes to whole 16-bit values: the same tables as int16, exactly (the float tables are these / 2**15)
 MULAW_TO_PCM16 = (MULAW_TO_FLOAT * PCM16_SCALE).astype(np.int16)
 ALAW_TO_PCM16 = (ALAW_TO_FLOAT * PCM16_SCALE).astype(np.int16)
+G711_TO_FLOAT = {"mulaw": MULAW_TO_FLOAT, "alaw": ALAW_TO_FLOAT}
 
 # Half-band low-pass FIR for 16 kHz -> 8 kHz (windowed sinc, cut-off 3.8 kHz at 16 kHz, 31 taps).
 _TAPS = 31
@@ -67,6 +68,15 @@ def decode_to_pcm16(payload: bytes, encoding: str, sample_rate: int) -> np.ndarr
         if encoding == "pcm_s16le":
             return np.frombuffer(payload, "<i2")
     return to_pcm16(to_analysis_rate(decode_payload(payload, encoding), sample_rate))
+
+
+def buffered_samples(payload: bytes, encoding: str, sample_rate: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """What a leg buffer holds for one chunk at ``ANALYSIS_RATE_HZ``, and the table that decodes it: 8 kHz G.711 stays
+    as its one-byte codes (a view of the payload; half the memory of int16, decoded when a step or window is read),
+    anything else becomes int16 (table None)."""
+    if sample_rate == ANALYSIS_RATE_HZ and encoding in G711_TO_FLOAT:
+        return np.frombuffer(payload, np.uint8), G711_TO_FLOAT[encoding]
+    return decode_to_pcm16(payload, encoding, sample_rate), None
 
 
 def to_pcm16(samples: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from stream.events import CallEvent, EventError, decode_event
 from stream.frame import LEGS, AudioFrame, FrameError, decode_frame
 from stream.settings import Settings
 
-from .audio import decode_to_pcm16
+from .audio import buffered_samples
 from .batch import BatchResult, DeadLetter, Record
 from .call_state import CallState
 from .leg_audio import Chunk
@@ -62,8 +62,8 @@ class Ingest:
             self.push(call, rec, frame, now)
 
     def push(self, call: CallState, rec: Record, frame: AudioFrame, now: float) -> None:
-        samples = decode_to_pcm16(frame.payload, frame.encoding, frame.sample_rate)
-        reason = call.audio[frame.leg].push(Chunk(frame.seq, frame.capture_ts, samples, rec.token))
+        samples, table = buffered_samples(frame.payload, frame.encoding, frame.sample_rate)
+        reason = call.audio[frame.leg].push(Chunk(frame.seq, frame.capture_ts, samples, rec.token, table))
         call.last_seen = now
         if reason:
             self.m.chunks_dropped.labels(reason).inc()
