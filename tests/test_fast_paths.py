@@ -49,3 +49,15 @@ def test_buffered_chunks_read_back_as_the_decoded_float_samples(encoding, encode
         decoded.push(Chunk(seq, seq * 0.5, decode_payload(payload, encoding)))
     for start, end in ((0, 8000), (2000, 12000), (-4000, 4000), (6000, 16000)):
         assert np.array_equal(kept.audio(start, end), decoded.audio(start, end))
+
+
+def test_figures_derived_from_the_trend_follow_every_change_of_it():
+    from workers.call_state import LegScores
+    rng = np.random.default_rng(2)
+    sc = LegScores()
+    for i in range(150):   # past the trend window, so points also leave it
+        sc.add_scores(float(i), {"angry": 0.1, "neutral": 0.9}, float(rng.uniform(-1, 1)))
+        fresh = LegScores.from_dict(sc.to_dict())   # no cache
+        assert sc.sentiment_trend == fresh.sentiment_trend
+        assert sc.from_trend("n", lambda: len(sc.trend)) == len(fresh.trend)
+        assert sc.sentiment_trend == sc.sentiment_trend   # a cache hit gives the same

@@ -47,9 +47,9 @@ class LegScores:
     last_step_speech: int = 0        # speech frames of the previous step (the first half of the next window)
     pending_masks: dict[int, np.ndarray] = field(default_factory=dict)  # step -> speech mask, until paired
     pending_info: dict[int, dict] = field(default_factory=dict)         # step -> scores as of that step, until paired
-    # the trend's slope for the trend it was computed from, (first point, last point, points): rendered for every
-    # step but it changes only with a scored window, and numpy on a few dozen points costs more than the rest
-    _trend_cache: tuple | None = field(default=None, repr=False, compare=False)
+    # figures derived from ``trend`` (its slope, the dashboard's sparkline), each with the trend it came from: they
+    # are rendered for every step but change only with a scored window, and cost more than the rest of a leg
+    _trend_derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     def add_step(self, mask: np.ndarray, level_db: np.ndarray) -> None:
         self.steps += 1
@@ -96,15 +96,21 @@ class LegScores:
         """Slope of sentiment over the last minute, per minute (needs >= 5 scored windows)."""
         if len(self.trend) < 5:
             return None
-        key = (self.trend[0], self.trend[-1], len(self.trend))
-        if self._trend_cache is not None and self._trend_cache[0] == key:
-            return self._trend_cache[1]
+        return self.from_trend("slope", self._slope)
+
+    def _slope(self) -> float | None:
         t, s = np.array(self.trend).T
         t = t - t.mean()
         denom = float((t * t).sum())
-        slope = float((t * (s - s.mean())).sum() / denom * 60.0) if denom > 0 else None
-        self._trend_cache = (key, slope)
-        return slope
+        return float((t * (s - s.mean())).sum() / denom * 60.0) if denom > 0 else None
+
+    def from_trend(self, name: str, compute):
+        """``compute()``, recomputed only when ``trend`` changed since the last call for ``name``."""
+        key = (self.trend[0], self.trend[-1], len(self.trend)) if self.trend else None
+        hit = self._trend_derived.get(name)
+        if hit is None or hit[0] != key:
+            hit = self._trend_derived[name] = (key, compute())
+        return hit[1]
 
     @property
     def dominant_emotion(self) -> str | None:

@@ -44,7 +44,7 @@ def _leg_fields(call: CallState, leg: str) -> dict[str, str]:
         if val is not None:
             f[p + name] = f"{val:.3f}"
     # the dashboard's sparkline: (call time, sentiment) over the last minute, from the trend window
-    f[p + "spark"] = compact_json([[round(t, 1), round(v, 3)] for t, v in sc.trend])
+    f[p + "spark"] = sc.from_trend("spark", lambda: compact_json([[round(t, 1), round(v, 3)] for t, v in sc.trend]))
     if sc.emotions:
         top = max(sc.emotions, key=sc.emotions.get)
         f[p + "emotion"] = top
