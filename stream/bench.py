@@ -36,6 +36,7 @@ WORKER_CORE = 0
 DRAIN_TIMEOUT_S = 10.0
 SUSTAINED_P99_S = 1.0          # a real-time run "keeps up" when every step is written and p99 stays under this
 WARMUP_S = 4.0
+SHARED_CORE_WAIT_SHARE = 0.1   # a drain whose workers waited longer than this for a core ran on a shared machine
 MEMORY_FRACTIONS = (0.25, 0.5)  # further drains at these fractions of the backlog's calls, for the RSS slope
 
 
@@ -79,7 +80,10 @@ class BenchResult:
     scored_window_share: float | None = None
     inference_bound_calls_per_core_workload: float | None = None   # models alone at this workload's scored share
     capacity_ratio_to_inference_bound: float | None = None
-    scaleout_ratio_2_workers: float | None = None
+    scaleout_ratio_2_workers: float | None = None     # call-seconds drained per wall second, two workers / one
+    # the same per second of worker CPU: 1.0 means a second worker adds a full worker's throughput when it has a
+    # core of its own (the wall ratio above can show that only on a machine whose cores are otherwise idle)
+    scaleout_efficiency_2_workers: float | None = None
     drains: list[DrainResult] = field(default_factory=list)
     machine: dict = field(default_factory=dict)
 
@@ -204,6 +208,8 @@ def _capacity(args, result: BenchResult) -> None:
         result.drains.append(two)
         if main.complete and two.complete and main.call_seconds_per_s:
             result.scaleout_ratio_2_workers = round(two.call_seconds_per_s / main.call_seconds_per_s, 2)
+        if main.complete and two.complete and main.call_seconds_per_cpu_s:
+            result.scaleout_efficiency_2_workers = round(two.call_seconds_per_cpu_s / main.call_seconds_per_cpu_s, 2)
     if main.complete:
         result.capacity_calls_per_core = main.call_seconds_per_s
         result.capacity_calls_per_cpu_second = main.call_seconds_per_cpu_s
@@ -303,7 +309,8 @@ def _print_table(r: BenchResult, last: RunResult) -> None:
         ("capacity_ratio_to_inference_bound", r.capacity_ratio_to_inference_bound,
          f"per CPU-s; bound {r.inference_bound_calls_per_core_workload} calls at this scored share", ratio(r.capacity_ratio_to_inference_bound, 0.7)),
         ("inference_bound_calls_per_core", r.inference_bound_calls_per_core, "models alone, every window speech", ""),
-        ("scaleout_ratio_2_workers", r.scaleout_ratio_2_workers, "two workers / one", ratio(r.scaleout_ratio_2_workers, 1.8)),
+        ("scaleout_ratio_2_workers", r.scaleout_ratio_2_workers, "two workers / one, wall clock", ratio(r.scaleout_ratio_2_workers, 1.8)),
+        ("scaleout_efficiency_2_workers", r.scaleout_efficiency_2_workers, "two workers / one, per CPU-second", ratio(r.scaleout_efficiency_2_workers, 0.9)),
         ("rss_bytes_per_call", r.rss_bytes_per_call, "slope of peak RSS over live calls", ratio(r.rss_bytes_per_call, 100_000, False)),
         ("realtime_calls_per_core", r.realtime_calls_per_core, "calls of the real-time run, if sustained", ""),
         ("p50_latency_ms", r.p50_latency_ms, f"at {last.calls} calls, real time", ""),
@@ -314,3 +321,9 @@ def _print_table(r: BenchResult, last: RunResult) -> None:
     for name, value, note, vs in rows:
         print(f"{name:36s} {'-' if value is None else value!s:>12s}  {vs:18s} {note}")
     print(f"machine: {r.machine}")
+    shared = [d for d in r.drains if d.drain_s > 0 and d.worker_wait_s > SHARED_CORE_WAIT_SHARE * d.drain_s * d.workers]
+    if shared:
+        print(f"NOTE: in {len(shared)} of {len(r.drains)} drains the workers waited for their core more than "
+              f"{SHARED_CORE_WAIT_SHARE:.0%} of the time (other processes held it): the wall-clock figures (capacity, "
+              "scale-out ratio, the real-time run) then measure the machine's other load; the per-CPU-second figures "
+              "are the worker's own.")

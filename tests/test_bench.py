@@ -29,6 +29,7 @@ def test_a_tiny_bench_drains_every_step_and_writes_every_figure(tmp_path):
         # a drain this small may end within one poll of the harness: its time and CPU may round to zero
         assert d["worker_cpu_s"] >= 0 and d["drain_s"] >= 0 and d["rss_peak_bytes"] >= d["rss_idle_bytes"] > 0
     for key in ("capacity_calls_per_core", "overhead_ms_per_message", "model_ms_per_scored_window", "scaleout_ratio_2_workers",
+                "scaleout_efficiency_2_workers",
                 "rss_bytes_per_call", "inference_bound_calls_per_core", "p50_latency_ms", "p99_latency_ms"):
         assert r[key] is not None, key
     assert r["runs"][-1]["calls"] == 2 and r["runs"][-1]["written_steps"] == r["runs"][-1]["expected_steps"] == 2 * 2 * 3
