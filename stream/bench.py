@@ -65,7 +65,7 @@ class BenchResult:
     realtime_calls_per_core: int = 0
     p50_latency_ms: float | None = None
     p99_latency_ms: float | None = None
-    rss_bytes_per_call: float | None = None           # slope of peak RSS over live calls (drains); else (peak - idle) / calls
+    rss_bytes_per_call: float | None = None           # slope of RSS over live calls (drains, RSS once drained); else (peak - idle) / calls
     rss_marginal_bytes_per_call: float | None = None  # slope of peak RSS over calls between sustained real-time runs (--saturate)
     inference_bound_calls_per_core: float = 0.0       # models alone, if every window of both legs were speech
     inference_ms_per_window_batched: float = 0.0
@@ -311,7 +311,7 @@ def _print_table(r: BenchResult, last: RunResult) -> None:
         ("inference_bound_calls_per_core", r.inference_bound_calls_per_core, "models alone, every window speech", ""),
         ("scaleout_ratio_2_workers", r.scaleout_ratio_2_workers, "two workers / one, wall clock", ratio(r.scaleout_ratio_2_workers, 1.8)),
         ("scaleout_efficiency_2_workers", r.scaleout_efficiency_2_workers, "two workers / one, per CPU-second", ratio(r.scaleout_efficiency_2_workers, 0.9)),
-        ("rss_bytes_per_call", r.rss_bytes_per_call, "slope of peak RSS over live calls", ratio(r.rss_bytes_per_call, 100_000, False)),
+        ("rss_bytes_per_call", r.rss_bytes_per_call, "slope of RSS over live calls, once drained", ratio(r.rss_bytes_per_call, 100_000, False)),
         ("realtime_calls_per_core", r.realtime_calls_per_core, "calls of the real-time run, if sustained", ""),
         ("p50_latency_ms", r.p50_latency_ms, f"at {last.calls} calls, real time", ""),
         ("p99_latency_ms", r.p99_latency_ms, f"at {last.calls} calls, real time", ratio(r.p99_latency_ms, 300, False)),

@@ -54,6 +54,7 @@ class DrainResult:
     windows: int
     rss_idle_bytes: int                  # first worker, at its first chunk of the backlog
     rss_peak_bytes: int                  # first worker, VmHWM at the end
+    rss_end_bytes: int                   # first worker, VmRSS once every step is written: all N calls live, no backlog
     restored_calls: int                  # > 0 means a rebalance moved calls during the drain
     dead_letters: int                    # > 0: the backlog was not all accepted (reason in the worker's metrics)
     messages_per_s: float = 0.0
@@ -131,6 +132,7 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
             cpu = sum(a[0] - b[0] for a, b in zip(after, before))
             wait = sum(a[1] - b[1] for a, b in zip(after, before))
             peak = rss_bytes(procs[0].pid, "VmHWM")
+            rss_end = rss_bytes(procs[0].pid)
         finally:
             if profiler is not None:
                 profiler.stop()
@@ -144,10 +146,10 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
     dead = int(sum(counter(t, "callpulse_dead_letters_total") for t in texts))
     r = DrainResult(workers, calls, seconds, chunk_ms, messages, calls * seconds, expected, written, written >= expected,
                     round(drain_s, 3), round(cpu, 3), round(wait, 3), round(model_s, 3), scored, windows, rss_idle, peak,
-                    restored, dead).finish()
+                    rss_end, restored, dead).finish()
     log(f"  drain {workers} worker(s), {calls} calls x {seconds:g} s: {messages} messages in {r.drain_s:.2f} s -> "
         f"{r.call_seconds_per_s:.0f} call-s/s ({r.call_seconds_per_cpu_s:.0f} per CPU-s), worker cpu {r.cpu_utilisation:.0%}, "
-        f"waited for a core {wait:.2f} s, {r.cpu_ms_per_message:.3f} CPU ms/msg, peak RSS {peak / 1e6:.0f} MB"
+        f"waited for a core {wait:.2f} s, {r.cpu_ms_per_message:.3f} CPU ms/msg, RSS {rss_end / 1e6:.0f} MB (peak {peak / 1e6:.0f})"
         + ("" if r.complete else f"  INCOMPLETE ({written}/{expected} steps)") + (f"  ({restored} calls restored)" if restored else "") + (f"  ({dead} dead letters)" if dead else ""))
     return r
 
@@ -178,8 +180,11 @@ def _wait_steps(procs: list[WorkerUnderTest], expected: int, start: float) -> tu
 
 
 def memory_slope(points: list[DrainResult]) -> float | None:
-    """Least-squares slope of peak RSS over live calls (bytes per call): what each further call costs."""
-    pts = [(p.calls, p.rss_peak_bytes) for p in points if p.complete]
+    """Least-squares slope of RSS over live calls (bytes per call): what each further call costs. RSS is read when
+    a drain has written every step, not at its peak: the peak also holds what a backlog brings at once (batches in
+    flight, chunks read ahead of their call's start event waiting as orphans) and was seen to grow faster than
+    the number of calls (150 -> 300 calls: +110 MB)."""
+    pts = [(p.calls, p.rss_end_bytes) for p in points if p.complete]
     if len({c for c, _ in pts}) < 2:
         return None
     n = len(pts)
