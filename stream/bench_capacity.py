@@ -15,7 +15,8 @@ from pathlib import Path
 from . import topics
 from .bench_profile import Profiler
 from .bench_support import (
-    SR, WorkerUnderTest, counter, encoded_calls, frame_header, histogram, other_cores, pin, rss_bytes, sched_seconds,
+    SR, WorkerUnderTest, counter, encoded_calls, frame_header, histogram, other_cores, pin, rss_bytes, sched_delta,
+    sched_seconds,
 )
 from .frame import LEGS
 from .localstack import LocalStack
@@ -129,8 +130,8 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
             texts, end = _wait_steps(procs, expected, start)
             drain_s = end - start
             after = [sched_seconds(w.pid) for w in procs]
-            cpu = sum(a[0] - b[0] for a, b in zip(after, before))
-            wait = sum(a[1] - b[1] for a, b in zip(after, before))
+            deltas = [sched_delta(b, a) for b, a in zip(before, after)]
+            cpu, wait = sum(d[0] for d in deltas), sum(d[1] for d in deltas)
             peak = rss_bytes(procs[0].pid, "VmHWM")
             rss_end = rss_bytes(procs[0].pid)
         finally:

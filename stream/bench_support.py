@@ -72,17 +72,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def sched_seconds(pid: int) -> tuple[float, float]:
-    """(time on a CPU, time runnable but waiting for one) of all the process's threads, in ns resolution, from
-    schedstat. The second is the time other processes held the core: large on a shared machine."""
-    run = wait = 0
+def sched_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """Per thread: (time on a CPU, time runnable but waiting for one), in ns resolution, from schedstat. The second
+    is the time other processes held the core: large on a shared machine."""
+    out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             fields = (task / "schedstat").read_text().split()
-            run, wait = run + int(fields[0]), wait + int(fields[1])
+            out[int(task.name)] = (int(fields[0]) / 1e9, int(fields[1]) / 1e9)
         except (OSError, IndexError, ValueError):
             continue   # a thread that ended meanwhile
-    return run / 1e9, wait / 1e9
+    return out
+
+
+def sched_delta(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """(CPU, waiting) between two ``sched_seconds`` readings, over the threads alive at the second (a thread that
+    ended in between takes its time with it: a sum over all threads could even go down)."""
+    run = sum(r - before.get(tid, (0.0, 0.0))[0] for tid, (r, _) in after.items())
+    wait = sum(w - before.get(tid, (0.0, 0.0))[1] for tid, (_, w) in after.items())
+    return run, wait
 
 
 def pin(pid: int, cores: set[int]) -> None:

@@ -50,3 +50,10 @@ def test_top_functions_counts_own_and_inclusive_samples_per_function(tmp_path):
     total, rows = top_functions(raw)
     assert total == 4
     assert rows[0] == ("g (b/y.py)", 3, 3) and ("f (b/y.py)", 1, 4) in rows
+
+
+def test_cpu_between_two_readings_never_goes_down_when_a_thread_ends():
+    from stream.bench_support import sched_delta
+    before = {1: (10.0, 1.0), 2: (5.0, 0.5)}
+    after = {1: (10.5, 1.25), 3: (0.25, 0.0)}      # thread 2 ended, thread 3 started
+    assert sched_delta(before, after) == (0.75, 0.25)
