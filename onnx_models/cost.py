@@ -42,7 +42,7 @@ def int8_check(fold0: Path, out: dict) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .data import DEFAULT_DATA, load_all
-    from .evaluate import FOLD_LABEL_SETS, evaluate_model
+    from .torch_predict import FOLD_LABEL_SETS, evaluate_model
     from .export import export_head, load_checkpoint
     from .labels import EMOTIONS
 

@@ -28,41 +28,10 @@ import numpy as np
 import torch
 
 from .data import DEFAULT_DATA, Clip, load_all, load_extra_training, load_folder, speaker_folds
-from .labels import EMOTIONS, EMOVO_EMOTIONS, SHARED_EMOTIONS
-from .scoring import (
-    Predictions,
-    channel,
-    predict_windows,
-    score,
-    score_channels,
-    shared_labels,
-)
-from .train import SHIPPED_RECIPE, Recipe, add_recipe_args, recipe_from, train
-
-# What a speaker fold is scored on: RAVDESS on its 8 classes, EMOVO on its 7.
-FOLD_LABEL_SETS: dict[str, tuple[str, ...]] = {"ravdess": tuple(EMOTIONS), "emovo": EMOVO_EMOTIONS}
-
-
-@torch.no_grad()
-def predict(model, audios: list[np.ndarray], batch: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per clip: window emotion probabilities [w, 8] and sentiment-head probabilities [w, 3]."""
-    def probabilities(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        e, s = model(torch.from_numpy(windows))
-        return torch.softmax(e, 1).numpy(), torch.softmax(s, 1).numpy()
-    return predict_windows(probabilities, audios, batch)
-
-
-@torch.no_grad()
-def quick_ua(model, clips: list[Clip]) -> float:
-    model.eval()
-    emo, sent = predict(model, [c.audio for c in clips])
-    model.train()
-    return score(clips, emo, sent, tuple(EMOTIONS))["clip"]["emotion"]["ua"]
-
-
-def predict_channels(model, test: list[Clip]) -> Predictions:
-    return {kind: predict(model, channel(test, kind)) for kind in ("clean", "telephone")}
-
+from .labels import SHARED_EMOTIONS
+from .scoring import Predictions, score_channels, shared_labels
+from .torch_predict import FOLD_LABEL_SETS, predict_channels
+from .train import SHIPPED_RECIPE, Recipe, add_recipe_args, recipe_from, select, train
 
 def mean_predictions(preds: list[Predictions]) -> Predictions:
     """A seed ensemble: the mean of its members' window probabilities (what the exported ensemble computes)."""
@@ -70,16 +39,11 @@ def mean_predictions(preds: list[Predictions]) -> Predictions:
                         for head in (0, 1)) for kind in preds[0]}
 
 
-def evaluate_model(model, test: list[Clip], label_sets: dict[str, tuple[str, ...]]) -> dict:
-    return score_channels(test, predict_channels(model, test), label_sets)
-
-
 Task = tuple   # ("fold", k): hold out fold k's speakers; ("cross", src, dst): train on one corpus, test on the other
 
 
 def task_data(clips: list[Clip], task: Task) -> tuple[list[Clip], list[Clip], dict[str, tuple[str, ...]]]:
     """Training clips, test clips and the label sets to score them on."""
-    from .train import select
     if task[0] == "fold":
         held = speaker_folds(clips)[task[1]]
         return select(clips, ("ravdess", "emovo"), held), [c for c in clips if c.speaker in held], FOLD_LABEL_SETS

@@ -24,6 +24,7 @@ from .augment import change_speed, random_channel
 from .data import CORPORA, DEFAULT_DATA, WINDOW, Clip, load_all, load_extra_training, speaker_folds, speech_crop
 from .labels import EMOTIONS, NO_SENTIMENT, SENTIMENTS
 from .models import ARCHITECTURES
+from .torch_predict import FOLD_LABEL_SETS, evaluate_model, quick_ua
 
 BATCH = 64
 LR = 2e-3
@@ -156,7 +157,6 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
         history["epoch"].append(epoch + 1)
         history["loss"].append(total / n)
         if val:
-            from .evaluate import quick_ua
             history["val_ua"].append(quick_ua(model, val))
         log(f"epoch {epoch + 1}: loss {total / n:.3f}" + (f"  held-out UA {history['val_ua'][-1]:.3f}" if val else ""))
     model.eval()
@@ -166,7 +166,6 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
 def held_out_scores(model: nn.Module, test: list[Clip]) -> dict[str, float]:
     """Clip-level emotion UA on the held-out speakers, per corpus (RAVDESS 8 classes, EMOVO 7), clean and telephone:
     the quick single-fold check used for ablations; `evaluate` runs the full protocol."""
-    from .evaluate import FOLD_LABEL_SETS, evaluate_model
     r = evaluate_model(model, test, FOLD_LABEL_SETS)
     return {k: v["clip"]["emotion"]["ua"] for k, v in r.items()}
 

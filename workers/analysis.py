@@ -16,7 +16,7 @@ from .audio import ANALYSIS_RATE_HZ
 from .batch import BatchResult
 from .call_state import CallState
 from .metrics import WorkerMetrics
-from .vad import FRAME_S
+from .vad import FRAME_S, speech_masks, speech_share
 
 
 class ModelRunner(Protocol):
@@ -45,43 +45,67 @@ class Analyser:
         self.hop = int(round(settings.hop_s * ANALYSIS_RATE_HZ))
         self.window = int(round(settings.window_s * ANALYSIS_RATE_HZ))
         self.min_window_speech_frames = int(settings.min_window_speech_s / FRAME_S)
+        # labelled children looked up once: ``labels()`` per step costs more than the increment
+        self._window_counters = {(leg, scored): metrics.windows.labels(leg, "true" if scored else "false")
+                                 for leg in LEGS for scored in (True, False)}
 
     def analyse(self, calls: list[CallState], out: BatchResult) -> None:
         """Every complete step of these calls: VAD mask, scores when the window holds speech, and the frozen
         per-step info (``pending_masks``/``pending_info``) that leg pairing consumes."""
-        jobs = [job for call in calls for leg in LEGS for job in self._steps(call, leg)]
+        jobs = self._vad_steps(calls)
         self._score([j for j in jobs if j.window is not None])
+        counts = dict.fromkeys(self._window_counters, 0)
         for j in jobs:
             sc = j.call.scores[j.leg]
             sc.add_step(j.mask, j.level_db)
             # What the call-level step will need, frozen now: legs are paired later, maybe in another batch,
             # and by then this leg may have moved on. Saved with the state, so batching never changes a result.
-            info: dict = {"speech": round(float(j.mask.mean()), 4), "cap": j.capture_end,
+            info: dict = {"speech": round(speech_share(j.mask), 4), "cap": j.capture_end,
                           "loud": round(sc.loudness_dbfs, 2) if j.mask.any() and sc.loudness_dbfs is not None else None}
             if j.emotions is not None:
                 sc.add_scores((j.k + 1) * self.s.hop_s, j.emotions, j.sentiment)
                 info.update(s=round(j.sentiment, 4), e=j.emotions, avg=round(sc.sentiment_avg, 4), ang=round(sc.anger_avg, 4),
                             start=None if sc.sentiment_start is None else round(sc.sentiment_start, 4))
             sc.pending_info[j.k] = info
-            self.m.windows.labels(j.leg, "true" if j.emotions is not None else "false").inc()
+            counts[j.leg, j.emotions is not None] += 1
             if j.capture_end is not None:
                 out.step_capture_ts.append(j.capture_end)
+        for key, n in counts.items():
+            if n:
+                self._window_counters[key].inc(n)
 
-    def _steps(self, call: CallState, leg: str) -> list[_StepJob]:
-        audio, vad, sc = call.audio[leg], call.vad[leg], call.scores[leg]
-        jobs = []
-        for k in audio.complete_steps():
-            end = (k + 1) * self.hop
-            mask, level = vad.speech_mask(audio.audio(end - self.hop, end))
-            step_speech = int(mask.sum())
-            window_speech = step_speech + (sc.last_step_speech if self.window > self.hop else 0)
-            sc.last_step_speech = step_speech
-            scored = step_speech > 0 and window_speech >= self.min_window_speech_frames
-            jobs.append(_StepJob(call, leg, k, mask, level, audio.audio(end - self.window, end) if scored else None,
-                                 audio.capture_ts_at(end - 1)))
-            sc.pending_masks[k] = mask
-            audio.steps_done = k + 1
-        return jobs
+    def _vad_steps(self, calls: list[CallState]) -> list[_StepJob]:
+        """Every complete step of these calls' legs, in (call, leg, step) order. The VAD runs for all legs at once,
+        one round per step index (a leg's next step depends on its previous one)."""
+        legs = [(call, leg, call.audio[leg].complete_steps()) for call in calls for leg in LEGS]
+        legs = [entry for entry in legs if len(entry[2])]
+        per_leg: list[list[_StepJob]] = [[] for _ in legs]
+        r = 0
+        while live := [i for i, entry in enumerate(legs) if len(entry[2]) > r]:
+            batch = np.empty((len(live), self.hop), np.float32)
+            for row, i in enumerate(live):
+                call, leg, steps = legs[i]
+                end = (steps[r] + 1) * self.hop
+                batch[row] = call.audio[leg].audio(end - self.hop, end)
+            masks, levels = speech_masks([legs[i][0].vad[legs[i][1]] for i in live], batch)
+            for row, i in enumerate(live):
+                call, leg, steps = legs[i]
+                per_leg[i].append(self._step_job(call, leg, steps[r], masks[row], levels[row]))
+            r += 1
+        return [job for jobs in per_leg for job in jobs]
+
+    def _step_job(self, call: CallState, leg: str, k: int, mask: np.ndarray, level: np.ndarray) -> _StepJob:
+        audio, sc = call.audio[leg], call.scores[leg]
+        end = (k + 1) * self.hop
+        step_speech = int(np.count_nonzero(mask))
+        window_speech = step_speech + (sc.last_step_speech if self.window > self.hop else 0)
+        sc.last_step_speech = step_speech
+        scored = step_speech > 0 and window_speech >= self.min_window_speech_frames
+        job = _StepJob(call, leg, k, mask, level, audio.audio(end - self.window, end) if scored else None,
+                       audio.capture_ts_at(end - 1))
+        sc.pending_masks[k] = mask
+        audio.steps_done = k + 1
+        return job
 
     def _score(self, scored: list[_StepJob]) -> None:
         if not scored:

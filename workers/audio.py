@@ -31,6 +31,11 @@ def _alaw_table() -> np.ndarray:
 
 MULAW_TO_FLOAT = _mulaw_table()
 ALAW_TO_FLOAT = _alaw_table()
+PCM16_SCALE = 32768.0
+# G.711 decodes to whole 16-bit values: the same tables as int16, exactly (the float tables are these / 2**15)
+MULAW_TO_PCM16 = (MULAW_TO_FLOAT * PCM16_SCALE).astype(np.int16)
+ALAW_TO_PCM16 = (ALAW_TO_FLOAT * PCM16_SCALE).astype(np.int16)
+G711_TO_FLOAT = {"mulaw": MULAW_TO_FLOAT, "alaw": ALAW_TO_FLOAT}
 
 # Half-band low-pass FIR for 16 kHz -> 8 kHz (windowed sinc, cut-off 3.8 kHz at 16 kHz, 31 taps).
 _TAPS = 31
@@ -49,6 +54,34 @@ def decode_payload(payload: bytes, encoding: str) -> np.ndarray:
     if encoding == "alaw":
         return ALAW_TO_FLOAT[raw]
     raise ValueError(f"encoding must be pcm_s16le, mulaw or alaw, got {encoding!r}")
+
+
+def decode_to_pcm16(payload: bytes, encoding: str, sample_rate: int) -> np.ndarray:
+    """One chunk's payload -> int16 samples at ``ANALYSIS_RATE_HZ``, what the leg buffers hold. At 8 kHz this is
+    one table look-up (G.711) or a view of the bytes (PCM): no float round trip; equal, sample for sample, to
+    ``to_analysis_rate(decode_payload(...))`` scaled by 2**15 and clipped to int16."""
+    if sample_rate == ANALYSIS_RATE_HZ:
+        if encoding == "mulaw":
+            return MULAW_TO_PCM16.take(np.frombuffer(payload, np.uint8))
+        if encoding == "alaw":
+            return ALAW_TO_PCM16.take(np.frombuffer(payload, np.uint8))
+        if encoding == "pcm_s16le":
+            return np.frombuffer(payload, "<i2")
+    return to_pcm16(to_analysis_rate(decode_payload(payload, encoding), sample_rate))
+
+
+def buffered_samples(payload: bytes, encoding: str, sample_rate: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """What a leg buffer holds for one chunk at ``ANALYSIS_RATE_HZ``, and the table that decodes it: 8 kHz G.711 stays
+    as its one-byte codes (a view of the payload; half the memory of int16, decoded when a step or window is read),
+    anything else becomes int16 (table None)."""
+    if sample_rate == ANALYSIS_RATE_HZ and encoding in G711_TO_FLOAT:
+        return np.frombuffer(payload, np.uint8), G711_TO_FLOAT[encoding]
+    return decode_to_pcm16(payload, encoding, sample_rate), None
+
+
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1] -> int16 (clipped)."""
+    return np.clip(samples * PCM16_SCALE, -32768, 32767).astype(np.int16)
 
 
 def to_analysis_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from stream.redis_keys import LEGS
 
 from .audio import ANALYSIS_RATE_HZ
 from .conversation import Conversation
+from .jsonfmt import compact_json
 from .leg_audio import LegAudio
 from .vad import FRAME_S, VadState
 
@@ -46,6 +47,9 @@ class LegScores:
     last_step_speech: int = 0        # speech frames of the previous step (the first half of the next window)
     pending_masks: dict[int, np.ndarray] = field(default_factory=dict)  # step -> speech mask, until paired
     pending_info: dict[int, dict] = field(default_factory=dict)         # step -> scores as of that step, until paired
+    # figures derived from ``trend`` (its slope, the dashboard's sparkline), each with the trend it came from: they
+    # are rendered for every step but change only with a scored window, and cost more than the rest of a leg
+    _trend_derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     def add_step(self, mask: np.ndarray, level_db: np.ndarray) -> None:
         self.steps += 1
@@ -92,10 +96,21 @@ class LegScores:
         """Slope of sentiment over the last minute, per minute (needs >= 5 scored windows)."""
         if len(self.trend) < 5:
             return None
+        return self.from_trend("slope", self._slope)
+
+    def _slope(self) -> float | None:
         t, s = np.array(self.trend).T
         t = t - t.mean()
         denom = float((t * t).sum())
         return float((t * (s - s.mean())).sum() / denom * 60.0) if denom > 0 else None
+
+    def from_trend(self, name: str, compute):
+        """``compute()``, recomputed only when ``trend`` changed since the last call for ``name``."""
+        key = (self.trend[0], self.trend[-1], len(self.trend)) if self.trend else None
+        hit = self._trend_derived.get(name)
+        if hit is None or hit[0] != key:
+            hit = self._trend_derived[name] = (key, compute())
+        return hit[1]
 
     @property
     def dominant_emotion(self) -> str | None:
@@ -158,7 +173,7 @@ class CallState:
 
     # -- persistence ---------------------------------------------------------------------------
     def to_state(self) -> str:
-        return json.dumps({
+        return compact_json({
             "v": 1, "meta": self.meta, "status": self.status, "started_at": self.started_at, "updated_at": self.updated_at,
             "steps": self.steps_done, "alerts": self.alerts, "alert_rules": self.alert_rules,
             "alerts_open": self.alerts_open,
@@ -168,7 +183,7 @@ class CallState:
             "masks": {leg: {str(k): np.packbits(m).tobytes().hex() + f":{m.size}" for k, m in s.pending_masks.items()} for leg, s in self.scores.items()},
             "conv": self.conversation.to_dict(), "rules": self.rules_state, "end": self.end_requested,
             "info": {leg: {str(k): v for k, v in s.pending_info.items()} for leg, s in self.scores.items()}, "risk": self.risk_basis,
-        }, separators=(",", ":"))
+        })
 
     @classmethod
     def from_state(cls, call_id: str, hop: int, window: int, horizon_s: float, text: str) -> "CallState":

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from stream.events import CallEvent, EventError, decode_event
-from stream.frame import AudioFrame, FrameError, decode_frame
+from stream.frame import LEGS, AudioFrame, FrameError, decode_frame
 from stream.settings import Settings
 
-from .audio import decode_payload, to_analysis_rate
+from .audio import buffered_samples
 from .batch import BatchResult, DeadLetter, Record
 from .call_state import CallState
 from .leg_audio import Chunk
@@ -26,6 +26,7 @@ class Ingest:
         self.m = metrics
         self.orphans: dict[str, list[tuple[float, Record, AudioFrame]]] = {}   # call id -> chunks before its start
         self._pending_acks: list[Any] = []   # tokens of dropped duplicates, acknowledged with the batch
+        self._chunk_counters = {leg: metrics.chunks.labels(leg) for leg in LEGS}   # labels() per chunk costs more than inc()
 
     def dead(self, out: BatchResult, rec: Record, reason: str, message: str) -> None:
         self.m.bad_input.labels(reason).inc()
@@ -67,15 +68,15 @@ class Ingest:
             self.push(call, rec, frame, now)
 
     def push(self, call: CallState, rec: Record, frame: AudioFrame, now: float) -> None:
-        samples = to_analysis_rate(decode_payload(frame.payload, frame.encoding), frame.sample_rate)
-        reason = call.audio[frame.leg].push(Chunk(frame.seq, frame.capture_ts, samples, rec.token))
+        samples, table = buffered_samples(frame.payload, frame.encoding, frame.sample_rate)
+        reason = call.audio[frame.leg].push(Chunk(frame.seq, frame.capture_ts, samples, rec.token, table))
         call.last_seen = now
         if reason:
             self.m.chunks_dropped.labels(reason).inc()
             if rec.token is not None:
                 self._pending_acks.append(rec.token)
         else:
-            self.m.chunks.labels(frame.leg).inc()
+            self._chunk_counters[frame.leg].inc()
 
     def expire_orphans(self, now: float, out: BatchResult, start_missing: Callable[[Record, float], bool]) -> list[str]:
         """Dead-letter the chunks whose start event never came (``start_missing(first chunk, seconds waited)``);

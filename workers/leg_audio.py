@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import ANALYSIS_RATE_HZ
+from .audio import ANALYSIS_RATE_HZ, to_pcm16
 
 MAX_GAP_S = 10.0       # a hole longer than this is clamped (clock jumps must not create hours of silence)
 MAX_PENDING_CHUNKS = 256
@@ -26,17 +26,19 @@ PCM_SCALE = 32768.0
 class Chunk:
     seq: int
     capture_ts: float
-    samples: np.ndarray  # float32 at ANALYSIS_RATE_HZ
+    samples: np.ndarray  # at ANALYSIS_RATE_HZ: int16 PCM, float32 in [-1, 1], or uint8 codes with ``table``
     token: Any = None    # opaque handle the caller acknowledges once the chunk is released
+    table: np.ndarray | None = None   # float32[256] that decodes uint8 G.711 codes (kept encoded: half of int16)
 
 
 @dataclass(slots=True)
 class Segment:
     start: int           # absolute sample position
-    samples: np.ndarray  # int16: the input is 16-bit PCM or G.711 anyway, and live calls hold a lot of these
+    samples: np.ndarray  # int16 PCM, or uint8 G.711 codes decoded by ``table``: live calls hold a lot of these
     capture_ts: float
     seq: int | None      # None for a gap filled with silence
     token: Any = None
+    table: np.ndarray | None = None
 
     @property
     def end(self) -> int:
@@ -108,8 +110,11 @@ class LegAudio:
         return newest_end - oldest.capture_ts > self.horizon_s
 
     def _append(self, chunk: Chunk) -> None:
-        pcm = np.clip(chunk.samples * PCM_SCALE, -32768, 32767).astype(np.int16)
-        self.segments.append(Segment(self.next_pos, pcm, chunk.capture_ts, chunk.seq, chunk.token))
+        if chunk.table is not None or chunk.samples.dtype == np.int16:
+            samples = chunk.samples
+        else:
+            samples = to_pcm16(chunk.samples)
+        self.segments.append(Segment(self.next_pos, samples, chunk.capture_ts, chunk.seq, chunk.token, chunk.table))
         self.next_pos += len(chunk.samples)
         self.next_seq = chunk.seq + 1
         self.next_ts = chunk.capture_ts + len(chunk.samples) / ANALYSIS_RATE_HZ
@@ -133,8 +138,12 @@ class LegAudio:
             if seg.start >= end:
                 break
             a, b = max(seg.start, start), min(seg.end, end)
-            out[a - start:b - start] = seg.samples[a - seg.start:b - seg.start]
-        out *= 1.0 / PCM_SCALE
+            part, dst = seg.samples[a - seg.start:b - seg.start], out[a - start:b - start]
+            if seg.table is None:
+                dst[:] = part
+                dst *= 1.0 / PCM_SCALE
+            else:
+                seg.table.take(part, out=dst, mode="clip")   # codes are < 256: "clip" only skips numpy's bounds buffer
         return out
 
     def capture_ts_at(self, pos: int) -> float | None:

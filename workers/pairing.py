@@ -14,6 +14,7 @@ from .batch import BatchResult
 from .call_state import CallState
 from .metrics import WorkerMetrics
 from .risk import call_risk
+from .vad import speech_share
 
 MAX_LEG_LAG_STEPS = 5   # a leg this far behind (or absent) counts as silent for call-level metrics
 SPARK_WINDOW_S = 60.0
@@ -108,7 +109,7 @@ def rule_metrics(info: dict, conv: dict) -> dict[str, float]:
 
 
 def _timeline_entry(t: float, leg: str, mask: np.ndarray, conv: dict, i: dict | None) -> dict[str, str]:
-    entry = {"t": f"{t:g}", "leg": leg, "speech": f"{mask.mean():.2f}", "silence": str(conv["silence"]),
+    entry = {"t": f"{t:g}", "leg": leg, "speech": f"{speech_share(mask):.2f}", "silence": str(conv["silence"]),
              "overtalk": f"{conv['overtalk_step_s']:.2f}"}
     if i and "e" in i:
         top = max(i["e"], key=i["e"].get)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from stream import finite_json
 from stream.redis_keys import LEGS, STATE_FIELD
 
 from .call_state import CallState
+from .jsonfmt import compact_json
 from .risk import call_risk
 from .vad import FRAME_S
 
@@ -44,14 +44,10 @@ def _leg_fields(call: CallState, leg: str) -> dict[str, str]:
         if val is not None:
             f[p + name] = f"{val:.3f}"
     # the dashboard's sparkline: (call time, sentiment) over the last minute, from the trend window
-    f[p + "spark"] = compact_json([[round(t, 1), round(v, 3)] for t, v in sc.trend])
+    f[p + "spark"] = sc.from_trend("spark", lambda: compact_json([[round(t, 1), round(v, 3)] for t, v in sc.trend]))
     if sc.emotions:
         top = max(sc.emotions, key=sc.emotions.get)
         f[p + "emotion"] = top
         f[p + "emotion_score"] = f"{sc.emotions[top]:.3f}"
         f[p + "emotions"] = compact_json(sc.emotions)
     return f
-
-
-def compact_json(d) -> str:
-    return finite_json.dumps(d, separators=(",", ":"))
