@@ -134,7 +134,8 @@ class TranscriptCore:
                 self._on_event(rec, now, out, touched)
             else:
                 self._on_audio(rec, now, out, touched)
-        for call_id in self.ingest.expire_orphans(now, out):
+        grace = self.s.start_grace_s   # wall clock only: this tier does not yet track a backlog (workers.backlog)
+        for call_id in self.ingest.expire_orphans(now, out, lambda rec, waited: waited > grace):
             self.looked_up.discard(call_id)
         ending = [c for c in self.calls.values() if self._should_end(c, now)]
         jobs: list[tuple[TxCall, Utterance]] = []
