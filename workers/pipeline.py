@@ -24,6 +24,7 @@ from stream.settings import Settings
 
 from .audio import ANALYSIS_RATE_HZ, decode_payload, to_analysis_rate
 from .call_state import CallState
+from .evidence import EvidenceConfig
 from .leg_audio import Chunk
 from .metrics import WorkerMetrics
 from .vad import FRAME_S
@@ -34,6 +35,8 @@ SPARK_WINDOW_S = 60.0
 SENTIMENT_NEGATIVE_BELOW = -0.2
 SENTIMENT_POSITIVE_ABOVE = 0.2
 SENTIMENT_IMPROVED_BY = 0.2
+DEFAULT_EVIDENCE = EvidenceConfig()
+ALERT_LOG_KEEP = 10      # opened alerts (with evidence) kept in the call hash for the drill-down
 
 
 class ModelRunner(Protocol):
@@ -372,6 +375,8 @@ class Pipeline:
             if cust and "avg" in cust:
                 call.risk_basis = {"avg": cust["avg"], "ang": cust["ang"], "start": cust["start"]}
             metrics = self._rule_metrics(info, conv)
+            ev_cfg = self._evidence_config()
+            metrics.update(call.evidence.step(t, info, ev_cfg, self.s.hop_s))
             risk = self._risk(call, conv["silence_run_s"])
             metrics["risk"] = risk
             at = next((i["cap"] for i in info.values() if i and i["cap"] is not None), call.updated_at or self.clock())
@@ -389,11 +394,18 @@ class Pipeline:
                     entry.update(sentiment=f"{i['s']:.3f}", emotion=top, emotion_score=f"{i['e'][top]:.3f}")
                 if i and i["loud"] is not None:
                     entry["loudness_dbfs"] = f"{i['loud']:.1f}"
+                if f"{leg}_anger_evidence" in metrics:
+                    entry["anger_evidence"] = f"{metrics[f'{leg}_anger_evidence']:.3f}"
+                    entry["negative_evidence"] = f"{metrics[f'{leg}_negative_evidence']:.3f}"
                 out.timeline.append((call.call_id, entry))
             if self.rules is not None:
-                for alert in self.rules.evaluate(call.call_id, t, at, metrics):
+                for alert in self.rules.evaluate(call.call_id, t, at, metrics, lambda m: call.evidence.details(ev_cfg).get(m)):
                     self._on_alert(call, alert, out)
                 call.rules_state = self.rules.export_state(call.call_id)
+
+    def _evidence_config(self) -> EvidenceConfig:
+        """The rules file's ``evidence:`` section (hot-reloaded with the rules), or the defaults."""
+        return getattr(self.rules, "evidence", None) or DEFAULT_EVIDENCE
 
     @staticmethod
     def _rule_metrics(info: dict, conv: dict) -> dict[str, float]:
@@ -430,6 +442,8 @@ class Pipeline:
             call.alerts_open += 1
             if alert.rule not in call.alert_rules:
                 call.alert_rules.append(alert.rule)
+            call.alert_log.append({"alert_id": alert.alert_id, "rule": alert.rule, "t": alert.t, "evidence": alert.evidence})
+            del call.alert_log[:-ALERT_LOG_KEEP]
             self.m.alerts.labels(alert.rule, alert.severity, call.meta.get("queue", "") or "unknown").inc()
         else:
             call.alerts_open = max(0, call.alerts_open - 1)
@@ -527,6 +541,8 @@ class Pipeline:
                 f[p + "emotion"] = top
                 f[p + "emotion_score"] = f"{sc.emotions[top]:.3f}"
                 f[p + "emotions"] = _json(sc.emotions)
+        f["alert_log"] = _json(call.alert_log)
+        f["evidence"] = _json(call.evidence.details(self._evidence_config()))
         f["marks"] = _json({"silence": [m[0] for m in call.recent_marks if m[1]], "overtalk": [m[0] for m in call.recent_marks if m[2]]})
         f[STATE_FIELD] = call.to_state()
         return f

@@ -31,10 +31,12 @@ import os
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .evidence import EvidenceConfig
 
 log = logging.getLogger(__name__)
 OPS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t, "<=": lambda v, t: v <= t}
@@ -77,8 +79,9 @@ class Rule(BaseModel):
 
 
 class RuleSet:
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
+    def __init__(self, rules: tuple[Rule, ...], evidence: EvidenceConfig | None = None) -> None:
         self.rules = rules
+        self.evidence = evidence or EvidenceConfig()
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<string>") -> "RuleSet":
@@ -88,6 +91,14 @@ class RuleSet:
             raise RuleError(f"{source}: not valid YAML: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
             raise RuleError(f"{source}: expected a mapping with a list under 'rules'")
+        unknown = set(doc) - {"rules", "evidence"}
+        if unknown:
+            raise RuleError(f"{source}: unknown top-level keys {sorted(unknown)}; expected 'rules' and optionally 'evidence'")
+        try:
+            evidence = EvidenceConfig.model_validate(doc.get("evidence") or {})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'evidence'}: {e['msg']}" for e in exc.errors())
+            raise RuleError(f"{source}: evidence: {problems}") from None
         rules, seen = [], set()
         for i, raw in enumerate(doc["rules"]):
             name = raw.get("name", f"#{i + 1}") if isinstance(raw, dict) else f"#{i + 1}"
@@ -100,7 +111,7 @@ class RuleSet:
                 raise RuleError(f"{source}: rule {rule.name!r} (#{i + 1}): duplicate name")
             seen.add(rule.name)
             rules.append(rule)
-        return cls(tuple(rules))
+        return cls(tuple(rules), evidence)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RuleSet":
@@ -120,6 +131,7 @@ class Alert:
     t: float            # call time, seconds
     at: float           # capture time, epoch seconds
     message: str
+    evidence: dict | None = None   # open alerts: what made the rule fire (see RuleEngine.evaluate)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,7 +180,15 @@ class RuleEngine:
         log.info("alert rules reloaded from %s: %d rules", self.path, len(new.rules))
         return True
 
-    def evaluate(self, call_id: str, t: float, at: float, metrics: Mapping[str, float]) -> list[Alert]:
+    @property
+    def evidence(self) -> EvidenceConfig:
+        return self.rules.evidence
+
+    def evaluate(self, call_id: str, t: float, at: float, metrics: Mapping[str, float],
+                 evidence: Callable[[str], dict | None] | None = None) -> list[Alert]:
+        """Alerts opened or cleared at this step. An opening alert carries ``evidence``: the metric, its value, the
+        call-time span over which the condition held, and, for metrics that have them (``evidence(metric)``), the
+        details behind the value (``workers.evidence``)."""
         states = self._calls.setdefault(call_id, {})
         out = []
         for rule in self.rules.rules:
@@ -184,7 +204,11 @@ class RuleEngine:
                         st.open_id = f"{call_id}:{rule.name}:{int(round(t * 1000))}"
                         st.opened_value = value
                         st.clear_held = 0.0
-                        out.append(self._alert(rule, st.open_id, call_id, "open", value, rule.threshold, t, at))
+                        ev = {"metric": rule.metric, "value": round(float(value), 4), "held_from_t": round(t - st.held, 3), "t": t}
+                        extra = evidence(rule.metric) if evidence is not None else None
+                        if extra:
+                            ev.update(extra)
+                        out.append(self._alert(rule, st.open_id, call_id, "open", value, rule.threshold, t, at, ev))
                 else:
                     st.held = 0.0
             else:
@@ -216,14 +240,15 @@ class RuleEngine:
         return max(values) - values[-1]   # drop_over
 
     @staticmethod
-    def _alert(rule: Rule, alert_id: str, call_id: str, state: str, value: float, threshold: float, t: float, at: float) -> Alert:
+    def _alert(rule: Rule, alert_id: str, call_id: str, state: str, value: float, threshold: float, t: float, at: float,
+               evidence: dict | None = None) -> Alert:
         what = rule.description or rule.name
         if state == "open":
             msg = f"{what} ({rule.metric}{'' if rule.aggregate == 'value' else f' {rule.aggregate} {rule.within_s:g} s'} {value:.2f} {rule.op} {threshold:g} for {rule.for_s:g} s)"
         else:
             msg = f"cleared: {what} ({rule.metric} {value:.2f})"
         return Alert(alert_id, call_id, rule.name, rule.severity, None if rule.leg == "none" else rule.leg, state,
-                     round(float(value), 4), float(threshold), float(t), float(at), msg)
+                     round(float(value), 4), float(threshold), float(t), float(at), msg, evidence)
 
     def open_alerts(self, call_id: str) -> list[str]:
         return [st.open_id for st in self._calls.get(call_id, {}).values() if st.open_id]
