@@ -17,7 +17,8 @@ An accumulator is a decaying one-sided CUSUM (units: seconds of fully voiced spe
 * ``p - ref_abs`` is the absolute term. ``p - baseline - lift`` is the relative one: ``baseline`` is the median of
   the leg's first ``baseline_windows`` well-voiced windows (causal: only what the leg said so far), and
   ``lift`` is at least ``ref_rel`` and at least ``spread_k`` robust standard deviations (1.4826 x MAD) of that
-  stretch. Until ``warmup_windows`` windows are in, ``prior_baseline`` stands in for the baseline. So a customer
+  stretch. Until ``warmup_windows`` windows are in, ``prior_baseline`` stands in for the baseline; past the
+  warm-up, a window that adds evidence does not enter the baseline (it is not the leg at rest). So a customer
   who sounds tense at rest is judged against his own rest, and a quiet voice still needs to cross ``ref_abs``.
 * Calm speech pulls ``E`` down; ``E`` never goes below zero.
 
@@ -129,7 +130,8 @@ class Accumulator:
             base, spread, _ = self.baseline(cfg, sig)
             self.rel = p - base
             inc = w * min(p - sig.ref_abs, self.rel - max(sig.ref_rel, sig.spread_k * spread))
-            if w >= MIN_BASELINE_WEIGHT and len(self.base) < cfg.baseline_windows:
+            # The baseline is the leg at rest: past the warm-up, a window that is itself evidence does not enter it.
+            if w >= MIN_BASELINE_WEIGHT and len(self.base) < cfg.baseline_windows and (len(self.base) < cfg.warmup_windows or inc <= 0):
                 self.base.append(round(p, 4))
             if inc > 0:
                 if self.level <= EPS:
