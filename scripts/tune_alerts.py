@@ -1,0 +1,281 @@
+"""Choose the alert defaults on training-fold calls and report them, unchanged, on held-out ones.
+
+    # 1. score every call once (the real worker core in-process: decode, VAD, models, pairing)
+    python scripts/tune_alerts.py capture /work/calls/dev --model-dir M --out dev.scores.json
+    # 2. fit the calibration and search the evidence parameters on those scores only; writes a rules file
+    python scripts/tune_alerts.py tune dev.scores.json --rules workers/default_rules.yaml --out tuned.yaml
+    # 3. the chosen rules on other scores, with no change
+    python scripts/tune_alerts.py report test.scores.json --rules tuned.yaml
+
+A calls folder holds ``calls.json`` (a list of calls: ``file``, ``call_id``, ``type``, ``segments`` with ``leg``,
+``emotion``, ``start_s``, ``end_s``) and the stereo audio (left agent, right customer), as ``callpulse
+evaluate-calls`` reads it. Steps 2 and 3 replay only the decision logic (``workers.evidence`` and
+``workers.rules``, exactly as the pipeline calls them) over the captured per-step scores, so a parameter search
+costs no inference. An escalation counts as caught when one of ``CAUGHT_BY`` opens at or after the start of the
+customer's first angry segment; any of them opening on a calm call flags it."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+from prometheus_client import CollectorRegistry
+
+from stream import topics
+from stream.events import CallEvent
+from stream.frame import AudioFrame, encode_frame
+from stream.redis_keys import LEGS
+from stream.replay import load_call
+from stream.settings import Settings
+from workers import evidence as ev_mod
+from workers.audio import encode_mulaw, to_analysis_rate
+from workers.evidence import CallEvidence
+from workers.metrics import WorkerMetrics
+from workers.pipeline import Pipeline, Record
+from workers.rules import RuleEngine, RuleSet
+
+CAUGHT_BY = ("customer_anger", "customer_negative", "sentiment_drop")
+NEGATIVE = {"angry", "sad", "fearful", "disgust", "bored"}
+CHUNK_S = 0.2
+MAX_CALM_FLAGGED = 0.05     # on the tuning calls, keep a margin under the 0.1 target
+
+
+def capture(calls_dir: Path, model_dir: str | None) -> list[dict]:
+    from workers.inference import Models
+    models = Models(model_dir)
+    manifest = json.loads((calls_dir / "calls.json").read_text())
+    if isinstance(manifest, dict):
+        manifest = manifest.get("calls", [])
+    rows: list[tuple[float, dict]] = []
+    orig = CallEvidence.step
+
+    def spy(self, t, info, cfg, hop_s):
+        rows.append((t, {leg: (dict(i) if i else None) for leg, i in info.items()}))
+        return orig(self, t, info, cfg, hop_s)
+
+    CallEvidence.step = spy
+    out = []
+    try:
+        for entry in manifest:
+            call = load_call(str(calls_dir / entry["file"]), entry["call_id"])
+            rows.clear()
+            p = Pipeline(Settings(), models, models.emotion.labels, WorkerMetrics(CollectorRegistry()))
+            cid = call.call_id
+            recs = [Record(topics.EVENTS, cid.encode(), CallEvent(type="start", call_id=cid, ts=0.0, queue="q").to_bytes())]
+            legs = {leg: to_analysis_rate(x, call.sample_rate) for leg, x in call.legs.items()}
+            n = int(CHUNK_S * 8000)
+            for seq, i in enumerate(range(0, len(legs["agent"]), n)):
+                for leg in LEGS:
+                    x = legs[leg][i:i + n]
+                    if len(x) >= 80:
+                        recs.append(Record(topics.AUDIO, cid.encode(), encode_frame(AudioFrame(cid, leg, seq, i / 8000, 8000, "mulaw", encode_mulaw(x)))))
+            recs.append(Record(topics.EVENTS, cid.encode(), CallEvent(type="end", call_id=cid, ts=call.duration_s).to_bytes()))
+            for k in range(0, len(recs), 64):
+                p.process(recs[k:k + 64])
+            steps = [[t, {leg: _slim(i) for leg, i in info.items()}] for t, info in rows]
+            out.append({"call_id": cid, "type": entry.get("type", ""), "segments": entry["segments"], "steps": steps,
+                        "meta": {k: v for k, v in entry.items() if k not in ("segments",)}})
+            print(f"captured {cid} ({entry.get('type', '')}): {len(steps)} steps", file=sys.stderr)
+    finally:
+        CallEvidence.step = orig
+    return out
+
+
+def _slim(i: dict | None) -> dict | None:
+    if not i:
+        return None
+    d = {"speech": i["speech"], "cap": None, "loud": None}
+    if "e" in i:
+        d.update(e=i["e"], s=i["s"], avg=i["avg"])
+    return d
+
+
+def replay(call: dict, ruleset: RuleSet) -> list:
+    engine, ev, cfg = RuleEngine(ruleset), CallEvidence(LEGS), ruleset.evidence
+    alerts = []
+    for t, info in call["steps"]:
+        m = Pipeline._rule_metrics(info, {"silence_run_s": 0.0, "overtalk_step_s": 0.0})
+        m.update(ev.step(t, info, cfg, 1.0))
+        alerts += engine.evaluate(call["call_id"], t, t, m, lambda name: ev.details(cfg).get(name))
+    return alerts
+
+
+def first_angry(call: dict) -> float | None:
+    starts = [s["start_s"] for s in call["segments"] if s["leg"] == "customer" and s["emotion"] == "angry"]
+    return min(starts) if starts else None
+
+
+def score(calls: list[dict], ruleset: RuleSet, rules: tuple[str, ...] = CAUGHT_BY) -> dict:
+    esc, calm, delays, calm_hours, calm_alarms, per_call, max_open = 0, 0, [], 0.0, 0, [], 0
+    caught = flagged = 0
+    for call in calls:
+        alerts = [a for a in replay(call, ruleset) if a.rule in rules and a.state == "open"]
+        for r in rules:
+            max_open = max(max_open, sum(1 for a in alerts if a.rule == r))
+        kind = call["type"]
+        row = {"call_id": call["call_id"], "type": kind, "alerts": [(a.rule, a.t) for a in alerts]}
+        if kind == "escalation":
+            esc += 1
+            t0 = first_angry(call)
+            hits = [a.t for a in alerts if t0 is not None and a.t >= t0]
+            if hits:
+                caught += 1
+                delays.append(min(hits) - t0)
+                row["delay_s"] = min(hits) - t0
+        elif kind == "calm":
+            calm += 1
+            calm_hours += (call["steps"][-1][0] if call["steps"] else 0.0) / 3600
+            calm_alarms += len(alerts)
+            flagged += bool(alerts)
+        per_call.append(row)
+    return {"escalations": esc, "recall": caught / esc if esc else None, "calm": calm,
+            "calm_flagged": flagged / calm if calm else None,
+            "false_alarms_per_calm_hour": calm_alarms / calm_hours if calm_hours else None,
+            "median_delay_s": statistics.median(delays) if delays else None,
+            "p90_delay_s": float(np.percentile(delays, 90)) if delays else None,
+            "max_opens_per_rule_per_call": max_open, "per_call": per_call}
+
+
+# -- calibration ---------------------------------------------------------------------------------
+def labelled_windows(calls: list[dict], window_s: float = 2.0, min_speech: float = 0.5):
+    """(P(angry), sentiment, emotion label) of every well-voiced scored window of either leg, labelled by the
+    segment that covers most of the window."""
+    out = []
+    for call in calls:
+        segs = call["segments"]
+        for t, info in call["steps"]:
+            for leg, i in info.items():
+                if not i or "e" not in i or i["speech"] < min_speech:
+                    continue
+                best, cover = None, 0.0
+                for s in segs:
+                    if s["leg"] != leg:
+                        continue
+                    c = min(t, s["end_s"]) - max(t - window_s, s["start_s"])
+                    if c > cover:
+                        best, cover = s["emotion"], c
+                if best is not None and cover >= 0.5 * window_s:
+                    out.append((i["e"]["angry"], i["s"], best))
+    return out
+
+
+def platt(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:
+    """Logistic regression y ~ sigmoid(a x + b) by Newton's method (a small ridge keeps it finite when separable)."""
+    a, b = 1.0, 0.0
+    for _ in range(50):
+        z = np.clip(a * x + b, -30, 30)
+        p = 1 / (1 + np.exp(-z))
+        g = np.array([np.sum((p - y) * x) + l2 * a, np.sum(p - y)])
+        w = p * (1 - p)
+        h = np.array([[np.sum(w * x * x) + l2, np.sum(w * x)], [np.sum(w * x), np.sum(w) + 1e-9]])
+        step = np.linalg.solve(h, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-7:
+            break
+    return float(a), float(b)
+
+
+def fit_calibration(calls: list[dict]) -> dict:
+    w = labelled_windows(calls)
+    pa = np.array([r[0] for r in w])
+    s = np.array([r[1] for r in w])
+    la = np.array([r[2] == "angry" for r in w], float)
+    ln = np.array([r[2] in NEGATIVE for r in w], float)
+    clip = ev_mod.LOGIT_CLIP
+    x = np.log(np.clip(pa, clip, 1 - clip) / (1 - np.clip(pa, clip, 1 - clip)))
+    a1, b1 = platt(x, la)
+    a2, b2 = platt(s, ln)
+    return {"angry": {"a": round(a1, 4), "b": round(b1, 4)}, "negative": {"a": round(a2, 4), "b": round(b2, 4)},
+            "n_windows": len(w), "n_angry": int(la.sum()), "n_negative": int(ln.sum())}
+
+
+def with_params(doc: dict, cal: dict, params: dict) -> dict:
+    d = json.loads(json.dumps(doc))
+    ev = d.setdefault("evidence", {})
+    ev["calibration"] = {"fitted_on": cal.get("fitted_on", ""), "angry": cal["angry"], "negative": cal["negative"]}
+    for k in ("baseline_windows", "warmup_windows"):
+        if k in params:
+            ev[k] = params[k]
+    for sig in ("anger", "negative"):
+        ev.setdefault(sig, {}).update({k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(sig + ".")})
+    for rule in d["rules"]:
+        for k, v in params.items():
+            if k.startswith(rule["name"] + "."):
+                rule[k.split(".", 1)[1]] = v
+    return d
+
+
+GRID = {
+    "anger.half_life_s": [30, 60, 120],
+    "anger.ref_abs": [0.3, 0.5, 0.7],
+    "anger.ref_rel": [0.1, 0.25],
+    "anger.spread_k": [0.0, 1.0],
+    "customer_anger.threshold": [1.5, 2.5, 4.0],
+    "negative.ref_abs": [0.5, 0.7],
+    "customer_negative.threshold": [3.0, 6.0],
+}
+
+
+def tune(calls: list[dict], doc: dict, fitted_on: str) -> tuple[dict, dict, list]:
+    cal = fit_calibration(calls)
+    cal["fitted_on"] = fitted_on + f" ({cal['n_windows']} windows, {cal['n_angry']} angry, {cal['n_negative']} negative)"
+    keys = list(GRID)
+    tried = []
+    for values in itertools.product(*GRID.values()):
+        params = dict(zip(keys, values))
+        params["negative.half_life_s"] = params["anger.half_life_s"]
+        params["negative.ref_rel"] = params["anger.ref_rel"]
+        params["negative.spread_k"] = params["anger.spread_k"]
+        d = with_params(doc, cal, params)
+        r = score(calls, RuleSet.from_yaml(yaml.safe_dump(d)))
+        tried.append((params, {k: v for k, v in r.items() if k != "per_call"}))
+    ok = [x for x in tried if (x[1]["calm_flagged"] or 0) <= MAX_CALM_FLAGGED and x[1]["max_opens_per_rule_per_call"] <= 1]
+    pool = ok or tried
+    best = max(pool, key=lambda x: (x[1]["recall"] or 0, -(x[1]["calm_flagged"] or 0), -(x[1]["median_delay_s"] or 1e9)))
+    return with_params(doc, cal, best[0]), best[1], tried
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("capture")
+    c.add_argument("calls_dir", type=Path)
+    c.add_argument("--model-dir", default=None)
+    c.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("tune")
+    t.add_argument("scores", type=Path)
+    t.add_argument("--rules", type=Path, default=Path("workers/default_rules.yaml"))
+    t.add_argument("--fitted-on", default="")
+    t.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("report")
+    r.add_argument("scores", type=Path, nargs="+")
+    r.add_argument("--rules", type=Path, default=Path("workers/default_rules.yaml"))
+    r.add_argument("--per-call", action="store_true")
+    a = ap.parse_args(argv)
+    if a.cmd == "capture":
+        a.out.write_text(json.dumps(capture(a.calls_dir, a.model_dir)))
+    elif a.cmd == "tune":
+        calls = json.loads(a.scores.read_text())
+        doc = yaml.safe_load(a.rules.read_text())
+        best, result, tried = tune(calls, doc, a.fitted_on or str(a.scores))
+        a.out.write_text(yaml.safe_dump(best, sort_keys=False))
+        print(json.dumps({"chosen": result, "combinations": len(tried)}, indent=1))
+    else:
+        rs = RuleSet.load(a.rules)
+        for path in a.scores:
+            res = score(json.loads(path.read_text()), rs)
+            if not a.per_call:
+                res.pop("per_call")
+            print(path, json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
