@@ -63,7 +63,8 @@ def describe(ckpt: dict) -> tuple[str, str]:
     seeds = ckpt.get("seeds", [ckpt.get("seed", 0)])
     arch = ckpt["arch"] if len(seeds) == 1 else f"{ckpt['arch']} x{len(seeds)}"
     who = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of {len(seeds)} networks, seeds {', '.join(map(str, seeds))}"
-    corpora = " + ".join(["EMOVO", "RAVDESS", *ckpt.get("extra_train", [])])   # extra corpora by their folder names
+    base = [c.upper() for c in ckpt.get("corpora", ["emovo", "ravdess"]) if c in ("emovo", "ravdess")]
+    corpora = " + ".join([*base, *ckpt.get("extra_train", [])])   # extra corpora by their folder names
     return arch, f"{ckpt['arch']} trained {ckpt['epochs']} epochs ({who}) on {corpora} with telephone augmentation"
 
 

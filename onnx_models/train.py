@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import change_speed, random_channel
-from .data import DEFAULT_DATA, WINDOW, Clip, load_all, load_extra_training, speaker_folds, speech_crop
+from .data import CORPORA, DEFAULT_DATA, WINDOW, Clip, load_all, load_extra_training, speaker_folds, speech_crop
 from .labels import EMOTIONS, NO_SENTIMENT, SENTIMENTS
 from .models import ARCHITECTURES
 
@@ -210,19 +210,27 @@ def main(argv: list[str] | None = None) -> int:
     add_recipe_args(p)
     p.add_argument("--extra-train", type=Path, nargs="*", default=[],
                    help="further corpus folders (labels.csv, mono audio) trained on as well, e.g. EmoDB laid out by prepare_emodb")
+    p.add_argument("--exclude-corpus", nargs="*", default=[], metavar="NAME",
+                   help="leave these corpora (by folder name, e.g. emovo) out of training: a leave-one-corpus-out model")
     p.add_argument("--out", type=Path, default=Path("artifacts/model.pt"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = load_all(args.data)
     held = speaker_folds(clips)[args.holdout] if args.holdout is not None else set()
     extra = load_extra_training(args.extra_train)
-    train_clips = select(clips, ("ravdess", "emovo"), held) + extra
+    excluded = set(args.exclude_corpus)
+    unknown = excluded - {c.corpus for c in clips + extra}
+    if unknown:
+        raise SystemExit(f"--exclude-corpus {sorted(unknown)}: not a corpus being trained on (have {sorted({c.corpus for c in clips + extra})})")
+    kept = tuple(c for c in CORPORA if c not in excluded)
+    train_clips = select(clips, kept, held) + [c for c in extra if c.corpus not in excluded]
     t0 = time.time()
     recipe = recipe_from(args)
     members = train_members(train_clips, args.arch, args.epochs, args.seeds, min(args.jobs, len(args.seeds)), recipe)
     seconds = round(time.time() - t0, 1)
     ckpt = {"arch": args.arch, "members": members, "held_out": sorted(held), "seeds": args.seeds, "epochs": args.epochs,
-            **asdict(recipe), "extra_train": sorted({c.corpus for c in extra}), "train_seconds": seconds}
+            **asdict(recipe), "extra_train": sorted({c.corpus for c in extra} - excluded),
+            "corpora": sorted({c.corpus for c in train_clips}), "train_seconds": seconds}
     ckpt["held_out_scores"] = held_out_scores(load_members(ckpt), [c for c in clips if c.speaker in held]) if held else {}
     scores = ckpt["held_out_scores"]
     args.out.parent.mkdir(parents=True, exist_ok=True)

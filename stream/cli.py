@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default="artifacts/bench.json", help="where to write the machine-readable result")
     b.set_defaults(func=cmd_bench)
 
+    from .evaluate_calls import add_parser as add_evaluate_calls
+    add_evaluate_calls(sub)
+
     db = sub.add_parser("dashboard", help="serve the supervisor and manager dashboard")
     servers(db)
     db.add_argument("--host", default="127.0.0.1")
