@@ -45,6 +45,7 @@ CAUGHT_BY = ("customer_anger", "customer_negative", "sentiment_drop")
 NEGATIVE = {"angry", "sad", "fearful", "disgust", "bored"}
 CHUNK_S = 0.2
 MAX_CALM_FLAGGED = 0.05     # on the tuning calls, keep a margin under the 0.1 target
+MAX_NON_ESCALATION_FLAGGED = 0.1   # tense-at-rest, single-burst and angry-agent calls count too
 
 
 def capture(calls_dir: Path, model_dir: str | None) -> list[dict]:
@@ -108,13 +109,15 @@ def replay(call: dict, ruleset: RuleSet) -> list:
 
 
 def first_angry(call: dict) -> float | None:
+    if call.get("meta", {}).get("first_angry_customer_s") is not None:
+        return call["meta"]["first_angry_customer_s"]
     starts = [s["start_s"] for s in call["segments"] if s["leg"] == "customer" and s["emotion"] == "angry"]
     return min(starts) if starts else None
 
 
 def score(calls: list[dict], ruleset: RuleSet, rules: tuple[str, ...] = CAUGHT_BY) -> dict:
     esc, calm, delays, calm_hours, calm_alarms, per_call, max_open = 0, 0, [], 0.0, 0, [], 0
-    caught = flagged = 0
+    caught = flagged = quiet = quiet_flagged = 0
     for call in calls:
         alerts = [a for a in replay(call, ruleset) if a.rule in rules and a.state == "open"]
         for r in rules:
@@ -129,7 +132,10 @@ def score(calls: list[dict], ruleset: RuleSet, rules: tuple[str, ...] = CAUGHT_B
                 caught += 1
                 delays.append(min(hits) - t0)
                 row["delay_s"] = min(hits) - t0
-        elif kind == "calm":
+        else:
+            quiet += 1
+            quiet_flagged += bool(alerts)
+        if kind == "calm":
             calm += 1
             calm_hours += (call["steps"][-1][0] if call["steps"] else 0.0) / 3600
             calm_alarms += len(alerts)
@@ -137,6 +143,7 @@ def score(calls: list[dict], ruleset: RuleSet, rules: tuple[str, ...] = CAUGHT_B
         per_call.append(row)
     return {"escalations": esc, "recall": caught / esc if esc else None, "calm": calm,
             "calm_flagged": flagged / calm if calm else None,
+            "non_escalation_flagged": quiet_flagged / quiet if quiet else None,
             "false_alarms_per_calm_hour": calm_alarms / calm_hours if calm_hours else None,
             "median_delay_s": statistics.median(delays) if delays else None,
             "p90_delay_s": float(np.percentile(delays, 90)) if delays else None,
@@ -220,6 +227,7 @@ GRID = {
     "customer_anger.threshold": [1.5, 2.5, 4.0],
     "negative.ref_abs": [0.5, 0.7],
     "customer_negative.threshold": [3.0, 6.0],
+    "sentiment_drop.threshold": [0.6, 0.9],
 }
 
 
@@ -236,7 +244,8 @@ def tune(calls: list[dict], doc: dict, fitted_on: str) -> tuple[dict, dict, list
         d = with_params(doc, cal, params)
         r = score(calls, RuleSet.from_yaml(yaml.safe_dump(d)))
         tried.append((params, {k: v for k, v in r.items() if k != "per_call"}))
-    ok = [x for x in tried if (x[1]["calm_flagged"] or 0) <= MAX_CALM_FLAGGED and x[1]["max_opens_per_rule_per_call"] <= 1]
+    ok = [x for x in tried if (x[1]["calm_flagged"] or 0) <= MAX_CALM_FLAGGED and (x[1]["non_escalation_flagged"] or 0) <= MAX_NON_ESCALATION_FLAGGED
+          and x[1]["max_opens_per_rule_per_call"] <= 1]
     pool = ok or tried
     best = max(pool, key=lambda x: (x[1]["recall"] or 0, -(x[1]["calm_flagged"] or 0), -(x[1]["median_delay_s"] or 1e9)))
     return with_params(doc, cal, best[0]), best[1], tried

@@ -12,7 +12,7 @@ import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -44,7 +44,9 @@ class ModelRunner(Protocol):
 
 
 class RuleRunner(Protocol):
-    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float]) -> list: ...
+    evidence: EvidenceConfig     # the rules file's evidence: settings
+
+    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float], evidence: Callable[[str], dict | None] | None = None) -> list: ...
     def export_state(self, call_id: str) -> dict: ...
     def restore_state(self, call_id: str, state: dict) -> None: ...
     def forget(self, call_id: str) -> None: ...
@@ -405,7 +407,7 @@ class Pipeline:
 
     def _evidence_config(self) -> EvidenceConfig:
         """The rules file's ``evidence:`` section (hot-reloaded with the rules), or the defaults."""
-        return getattr(self.rules, "evidence", None) or DEFAULT_EVIDENCE
+        return DEFAULT_EVIDENCE if self.rules is None else self.rules.evidence
 
     @staticmethod
     def _rule_metrics(info: dict, conv: dict) -> dict[str, float]:
