@@ -22,6 +22,22 @@ All time is call time (seconds of audio), so a replayed call raises the same ale
 step covers ``step_s`` (1 s) of call time: a condition "holds for 10 s" once it held at 10 steps in a row.
 When the metric is missing at a step (say, the customer did not speak), pending durations neither advance nor
 reset. One alert per rule per call is open at a time.
+
+Evidence metrics (``workers.evidence``), present at every step for both legs, e.g. for the customer:
+``customer_anger_evidence`` and ``customer_negative_evidence`` (decaying evidence over the leg's turns, in
+seconds of fully voiced speech past the reference), and, at steps where the customer spoke, ``customer_anger_p``
+and ``customer_negative_p`` (calibrated probabilities of the window) and ``customer_anger_rel`` and
+``customer_negative_rel`` (the same minus the leg's own baseline). Their settings (calibration, half-lives,
+references, baseline) live in an optional top-level ``evidence:`` section of the same file (``EvidenceConfig``):
+
+    evidence:
+      baseline_windows: 8
+      calibration: {angry: {a: 1.2, b: 0.3}, negative: {a: -3.0, b: -1.0}, fitted_on: "..."}
+      anger: {half_life_s: 60, ref_abs: 0.5, ref_rel: 0.15, spread_k: 1.0, prior_baseline: 0.2}
+
+An opening alert carries ``evidence``: the metric, its value and the call time since which the condition held;
+for evidence metrics also the level, the peak probability and its time, the leg's baseline and its spread, and
+the call-time spans of the windows that built the evidence.
 """
 
 from __future__ import annotations

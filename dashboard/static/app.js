@@ -62,7 +62,7 @@ function renderKpis() {
 // evidence behind each alert) and the evidence panel.
 const EMO_COLOURS = { angry: "#D55E00", disgust: "#8C510A", fearful: "#CC79A7", sad: "#0072B2", bored: "#7F7F7F",
   neutral: "#BBBBBB", calm: "#56B4E9", happy: "#009E73", surprised: "#F0E442" };
-const TL = { W: 1000, H: 300, L: 46, R: 990, top: 14, mid: 84, bot: 154, bands: { agent: 166, customer: 182 }, bandH: 13, evTop: 204, evBot: 244, axis: 258 };
+const TL = { W: 1000, H: 300, L: 62, R: 990, top: 14, mid: 84, bot: 154, bands: { agent: 166, customer: 182 }, bandH: 13, evTop: 204, evBot: 244, axis: 258 };
 
 function timeTicks(T) {
   const step = [5, 10, 15, 30, 60, 120, 300, 600].find((s) => T / s <= 12) || 1200;
@@ -90,7 +90,7 @@ function drawTimeline(c) {
   for (const v of [-1, -0.5, 0, 0.5, 1]) {
     svg += `<line x1="${L}" x2="${R}" y1="${y(v)}" y2="${y(v)}" stroke="${v ? "#eee" : "#ccc"}"/><text x="${L - 4}" y="${y(v) + 4}" text-anchor="end" class="tick">${v > 0 ? "+" : ""}${v}</text>`;
   }
-  svg += `<text transform="translate(11 ${mid}) rotate(-90)" text-anchor="middle" class="axis-label">sentiment</text>`;
+  svg += `<text transform="translate(13 ${mid}) rotate(-90)" text-anchor="middle" class="axis-label">sentiment</text>`;
   // time axis
   svg += `<line x1="${L}" x2="${R}" y1="${axis}" y2="${axis}" stroke="#999"/>`;
   for (const t of timeTicks(T)) svg += `<line x1="${x(t)}" x2="${x(t)}" y1="${axis}" y2="${axis + 5}" stroke="#999"/><text x="${x(t)}" y="${axis + 17}" text-anchor="middle" class="tick">${mmss(t)}</text>`;
@@ -135,9 +135,10 @@ function drawTimeline(c) {
     if (pts.length) svg += `<polyline fill="none" stroke="var(--neg)" stroke-width="1.8" stroke-dasharray="${dash}" points="${pts.join(" ")}"/>`;
   }
   // alert markers
-  for (const a of c.alert_log || []) {
-    svg += `<g data-testid="alert-marker"><line x1="${x(a.t)}" x2="${x(a.t)}" y1="${top - 6}" y2="${evBot}" stroke="var(--neg)" stroke-width="2"/><text x="${x(a.t) + 3}" y="${top + 4}" class="alert-label">⚠ ${esc(a.rule)} ${mmss(a.t)}</text><title>${esc(a.rule)} opened at ${mmss(a.t)}</title></g>`;
-  }
+  (c.alert_log || []).forEach((a, i) => {    // labels stagger over three rows so that close alerts stay readable
+    const anchor = x(a.t) > R - 150 ? "end" : "start", lx = x(a.t) + (anchor === "end" ? -3 : 3);
+    svg += `<g data-testid="alert-marker"><line x1="${x(a.t)}" x2="${x(a.t)}" y1="${top - 6}" y2="${evBot}" stroke="var(--neg)" stroke-width="2"/><text x="${lx}" y="${top + 6 + 13 * (i % 3)}" text-anchor="${anchor}" class="alert-label">⚠ ${esc(a.rule)} ${mmss(a.t)}</text><title>${esc(a.rule)} opened at ${mmss(a.t)}</title></g>`;
+  });
   return svg;
 }
 
