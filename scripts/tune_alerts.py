@@ -92,7 +92,7 @@ def capture(calls_dir: Path, model_dir: str | None) -> list[dict]:
 def _slim(i: dict | None) -> dict | None:
     if not i:
         return None
-    d = {"speech": i["speech"], "cap": None, "loud": None}
+    d = {"speech": i["speech"], "cap": None, "loud": None, "pause": i.get("pause")}
     if "e" in i:
         d.update(e=i["e"], s=i["s"], avg=i["avg"])
     return d
@@ -214,41 +214,123 @@ def with_params(doc: dict, cal: dict, params: dict) -> dict:
         ev.setdefault(sig, {}).update({k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(sig + ".")})
     for rule in d["rules"]:
         for k, v in params.items():
-            if k.startswith(rule["name"] + "."):
-                rule[k.split(".", 1)[1]] = v
+            if not k.startswith(rule["name"] + "."):
+                continue
+            field = k.split(".", 1)[1]
+            if field == "min_turns":       # an 'also' condition on the evidence episode's turns
+                rule["also"] = [{"metric": rule["metric"].replace("_evidence", "_turns"), "op": ">=", "threshold": v}]
+            else:
+                rule[field] = v
     return d
 
 
-GRID = {
-    "anger.half_life_s": [30, 60, 120],
-    "anger.ref_abs": [0.3, 0.5, 0.7],
-    "anger.ref_rel": [0.1, 0.25],
-    "anger.spread_k": [0.0, 1.0],
-    "customer_anger.threshold": [1.5, 2.5, 4.0],
-    "negative.ref_abs": [0.5, 0.7],
-    "customer_negative.threshold": [3.0, 6.0],
-    "sentiment_drop.threshold": [0.6, 0.9],
+# The three escalation rules read independent state (anger evidence, negativity evidence, rolling sentiment), so
+# each is searched on its own grid and the per-call outcomes are combined: every combination is scored exactly,
+# at the cost of replaying each rule's settings once.
+GRIDS = {
+    "customer_anger": {
+        "anger.half_life_s": [60, 120],
+        "anger.ref_abs": [0.3, 0.5, 0.7],
+        "anger.ref_rel": [1.0, 2.0],
+        "anger.spread_k": [0.0, 1.0],
+        "anger.min_step": [-0.5, -1.5],
+        "anger.max_step": [1.5, 3.0],
+        "customer_anger.threshold": [4.0, 7.0, 11.0],
+        "customer_anger.min_turns": [1, 2],
+    },
+    "customer_negative": {
+        "negative.half_life_s": [60, 120],
+        "negative.ref_abs": [0.5, 0.7],
+        "negative.ref_rel": [1.0, 2.0],
+        "customer_negative.threshold": [6.0, 12.0, 20.0],
+        "customer_negative.min_turns": [1, 2],
+    },
+    "sentiment_drop": {"sentiment_drop.threshold": [0.6, 0.9, 1.2]},
 }
 
 
-def tune(calls: list[dict], doc: dict, fitted_on: str) -> tuple[dict, dict, list]:
+def _opens(calls: list[dict], ruleset: RuleSet, rule: str) -> list[list[float]]:
+    return [[a.t for a in replay(call, ruleset) if a.rule == rule and a.state == "open"] for call in calls]
+
+
+def _combine(calls: list[dict], outcomes: list[list[list[float]]]) -> dict:
+    esc = calm = quiet = caught = flagged = quiet_flagged = alarms = 0
+    delays, calm_hours, max_open = [], 0.0, 0
+    for i, call in enumerate(calls):
+        opens = [o[i] for o in outcomes]
+        max_open = max([max_open] + [len(o) for o in opens])   # an evidence rule never clears within a call here
+        times = sorted(t for o in opens for t in o)
+        if call["type"] == "escalation":
+            esc += 1
+            t0 = first_angry(call)
+            after = [t for t in times if t0 is not None and t >= t0]
+            if after:
+                caught += 1
+                delays.append(after[0] - t0)
+        else:
+            quiet += 1
+            quiet_flagged += bool(times)
+            if call["type"] == "calm":
+                calm += 1
+                flagged += bool(times)
+                alarms += len(times)
+                calm_hours += (call["steps"][-1][0] if call["steps"] else 0.0) / 3600
+    return {"escalations": esc, "recall": caught / esc if esc else None, "calm": calm,
+            "calm_flagged": flagged / calm if calm else None,
+            "non_escalation_flagged": quiet_flagged / quiet if quiet else None,
+            "false_alarms_per_calm_hour": alarms / calm_hours if calm_hours else None,
+            "median_delay_s": statistics.median(delays) if delays else None,
+            "p90_delay_s": float(np.percentile(delays, 90)) if delays else None,
+            "max_opens_per_rule_per_call": max_open}
+
+
+def tune(calls: list[dict], doc: dict, fitted_on: str) -> tuple[dict, dict, int]:
     cal = fit_calibration(calls)
     cal["fitted_on"] = fitted_on + f" ({cal['n_windows']} windows, {cal['n_angry']} angry, {cal['n_negative']} negative)"
-    keys = list(GRID)
+    per_rule: dict[str, list[tuple[dict, list]]] = {}
+    for rule, grid in GRIDS.items():
+        per_rule[rule] = []
+        for values in itertools.product(*grid.values()):
+            params = dict(zip(grid, values))
+            rs = RuleSet.from_yaml(yaml.safe_dump(with_params(doc, cal, params)))
+            per_rule[rule].append((params, _opens(calls, rs, rule)))
+        print(f"{rule}: {len(per_rule[rule])} settings replayed", file=sys.stderr)
     tried = []
-    for values in itertools.product(*GRID.values()):
-        params = dict(zip(keys, values))
-        params["negative.half_life_s"] = params["anger.half_life_s"]
-        params["negative.ref_rel"] = params["anger.ref_rel"]
-        params["negative.spread_k"] = params["anger.spread_k"]
-        d = with_params(doc, cal, params)
-        r = score(calls, RuleSet.from_yaml(yaml.safe_dump(d)))
-        tried.append((params, {k: v for k, v in r.items() if k != "per_call"}))
+    for combo in itertools.product(*per_rule.values()):
+        params = {k: v for p, _ in combo for k, v in p.items()}
+        tried.append((params, _combine(calls, [o for _, o in combo])))
     ok = [x for x in tried if (x[1]["calm_flagged"] or 0) <= MAX_CALM_FLAGGED and (x[1]["non_escalation_flagged"] or 0) <= MAX_NON_ESCALATION_FLAGGED
           and x[1]["max_opens_per_rule_per_call"] <= 1]
     pool = ok or tried
-    best = max(pool, key=lambda x: (x[1]["recall"] or 0, -(x[1]["calm_flagged"] or 0), -(x[1]["median_delay_s"] or 1e9)))
-    return with_params(doc, cal, best[0]), best[1], tried
+    best = max(pool, key=lambda x: (x[1]["recall"] or 0, -(x[1]["non_escalation_flagged"] or 0), -(x[1]["calm_flagged"] or 0),
+                                    -(x[1]["median_delay_s"] or 1e9)))
+    chosen = with_params(doc, cal, best[0])
+    return chosen, {**best[1], "params": best[0], "feasible": len(ok)}, len(tried)
+
+
+def apply_to_file(path: Path, chosen: dict, how: str) -> None:
+    """Write the chosen evidence section and rule thresholds into a commented rules file, keeping its comments."""
+    import re
+    text = path.read_text()
+    ev = chosen["evidence"]
+    block = ["evidence:", f"  # chosen by: {how}",
+             f"  baseline_windows: {ev.get('baseline_windows', 8)}      # the leg's baseline: its first well-voiced windows",
+             f"  warmup_windows: {ev.get('warmup_windows', 4)}         # before that many, prior_baseline stands in",
+             "  calibration:",
+             f"    fitted_on: {json.dumps(ev['calibration']['fitted_on'])}",
+             f"    angry: {{a: {ev['calibration']['angry']['a']}, b: {ev['calibration']['angry']['b']}}}      # on logit(P(angry))",
+             f"    negative: {{a: {ev['calibration']['negative']['a']}, b: {ev['calibration']['negative']['b']}}}   # on the sentiment score"]
+    for sig in ("anger", "negative"):
+        block.append(f"  {sig}: " + "{" + ", ".join(f"{k}: {v}" for k, v in ev.get(sig, {}).items()) + "}")
+    text = re.sub(r"(?ms)^evidence:\n.*?(?=^rules:)", "\n".join(block) + "\n", text)
+    for rule in chosen["rules"]:
+        pattern = rf"(?ms)(^  - name: {rule['name']}\n.*?^    threshold: )([^\n]+)"
+        text = re.sub(pattern, lambda m: m.group(1) + f"{rule['threshold']:g}", text, count=1)
+        for c in rule.get("also", []):
+            pattern = rf"(?ms)(^  - name: {rule['name']}\n.*?^      - {{metric: {c['metric']}, op: \"{c['op']}\", threshold: )([^}}]+)"
+            text = re.sub(pattern, lambda m: m.group(1) + f"{c['threshold']:g}", text, count=1)
+    RuleSet.from_yaml(text, str(path))      # still valid
+    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--rules", type=Path, default=Path("workers/default_rules.yaml"))
     t.add_argument("--fitted-on", default="")
     t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--apply", type=Path, help="also write the choice into this commented rules file (keeps comments)")
     r = sub.add_parser("report")
     r.add_argument("scores", type=Path, nargs="+")
     r.add_argument("--rules", type=Path, default=Path("workers/default_rules.yaml"))
@@ -273,9 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "tune":
         calls = json.loads(a.scores.read_text())
         doc = yaml.safe_load(a.rules.read_text())
-        best, result, tried = tune(calls, doc, a.fitted_on or str(a.scores))
+        best, result, n = tune(calls, doc, a.fitted_on or str(a.scores))
         a.out.write_text(yaml.safe_dump(best, sort_keys=False))
-        print(json.dumps({"chosen": result, "combinations": len(tried)}, indent=1))
+        print(json.dumps({"chosen": result, "combinations": n}, indent=1))
+        if a.apply:
+            how = f"scripts/tune_alerts.py tune {a.scores.name}: recall {result['recall']}, calm flagged {result['calm_flagged']}, non-escalation flagged {result['non_escalation_flagged']}"
+            apply_to_file(a.apply, best, how)
     else:
         rs = RuleSet.load(a.rules)
         for path in a.scores:

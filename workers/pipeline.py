@@ -24,7 +24,7 @@ from stream.settings import Settings
 
 from .audio import ANALYSIS_RATE_HZ, decode_payload, to_analysis_rate
 from .call_state import CallState
-from .evidence import EvidenceConfig
+from .evidence import EvidenceConfig, pauses
 from .leg_audio import Chunk
 from .metrics import WorkerMetrics
 from .vad import FRAME_S
@@ -335,6 +335,7 @@ class Pipeline:
             # What the call-level step will need, frozen now: legs are paired later, maybe in another batch,
             # and by then this leg may have moved on. Saved with the state, so batching never changes a result.
             info: dict = {"speech": round(float(j.mask.mean()), 4), "cap": j.capture_end,
+                          "pause": [round(x, 3) for x in pauses(j.mask, FRAME_S)],
                           "loud": round(sc.loudness_dbfs, 2) if j.mask.any() and sc.loudness_dbfs is not None else None}
             if j.emotions is not None:
                 sc.add_scores((j.k + 1) * self.s.hop_s, j.emotions, j.sentiment)

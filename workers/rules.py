@@ -17,6 +17,8 @@ over the last ``within_s`` seconds of call time:
         clear_threshold: 0.4         # hysteresis: clears only past this (default: threshold)
         clear_for_s: 5               # ... for this long (default 0)
         cooldown_s: 60               # after a clear, no reopening for this long
+        also:                        # optional: further conditions of the same step, all needed to open
+          - {metric: customer_speech, op: ">", threshold: 0.2}
 
 All time is call time (seconds of audio), so a replayed call raises the same alerts at the same moments. Each
 step covers ``step_s`` (1 s) of call time: a condition "holds for 10 s" once it held at 10 steps in a row.
@@ -64,6 +66,14 @@ class RuleError(ValueError):
     pass
 
 
+class Condition(BaseModel):
+    """A further condition that must hold, at the same step, for a rule to open (a missing metric fails it)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    metric: str = Field(min_length=1)
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,6 +90,7 @@ class Rule(BaseModel):
     clear_threshold: float | None = None
     clear_for_s: float = Field(0.0, ge=0)
     cooldown_s: float = Field(0.0, ge=0)
+    also: tuple[Condition, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Rule":
@@ -214,7 +225,7 @@ class RuleEngine:
                 continue
             # A step of call time [t - step_s, t] counts toward a duration when its condition holds.
             if st.open_id is None:
-                if OPS[rule.op](value, rule.threshold) and t >= st.cooldown_until:
+                if OPS[rule.op](value, rule.threshold) and t >= st.cooldown_until and self._also(rule, metrics):
                     st.held += self.step_s
                     if st.held >= rule.for_s:
                         st.open_id = f"{call_id}:{rule.name}:{int(round(t * 1000))}"
@@ -237,6 +248,10 @@ class RuleEngine:
                 else:
                     st.clear_held = 0.0
         return out
+
+    @staticmethod
+    def _also(rule: Rule, metrics: Mapping[str, float]) -> bool:
+        return all(metrics.get(c.metric) is not None and OPS[c.op](metrics[c.metric], c.threshold) for c in rule.also)
 
     @staticmethod
     def _value(rule: Rule, st: _RuleState, t: float, x: float | None) -> float | None:
