@@ -38,6 +38,7 @@ from workers import evidence as ev_mod
 from workers.audio import encode_mulaw, to_analysis_rate
 from workers.evidence import CallEvidence
 from workers.metrics import WorkerMetrics
+from workers.pairing import rule_metrics
 from workers.pipeline import Pipeline, Record
 from workers.rules import RuleEngine, RuleSet
 
@@ -102,7 +103,7 @@ def replay(call: dict, ruleset: RuleSet) -> list:
     engine, ev, cfg = RuleEngine(ruleset), CallEvidence(LEGS), ruleset.evidence
     alerts = []
     for t, info in call["steps"]:
-        m = Pipeline._rule_metrics(info, {"silence_run_s": 0.0, "overtalk_step_s": 0.0})
+        m = rule_metrics(info, {"silence_run_s": 0.0, "overtalk_step_s": 0.0})
         m.update(ev.step(t, info, cfg, 1.0))
         alerts += engine.evaluate(call["call_id"], t, t, m, lambda name: ev.details(cfg).get(name))
     return alerts

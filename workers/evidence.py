@@ -244,15 +244,18 @@ class CallEvidence:
 
     def __init__(self, legs: tuple[str, ...]) -> None:
         self.legs = {leg: LegEvidence() for leg in legs}
+        self.cfg: EvidenceConfig | None = None    # the settings of the last step (not saved: the rules file has them)
 
     def step(self, t: float, info: Mapping[str, Mapping | None], cfg: EvidenceConfig, hop_s: float) -> dict[str, float]:
+        self.cfg = cfg
         out: dict[str, float] = {}
         for leg, ev in self.legs.items():
             ev.step(t, info.get(leg), cfg, hop_s, out, leg)
         return out
 
-    def details(self, cfg: EvidenceConfig) -> dict[str, dict]:
+    def details(self, cfg: EvidenceConfig | None = None) -> dict[str, dict]:
         """metric name -> what an alert on it carries (evidence metrics only)."""
+        cfg = cfg or self.cfg or EvidenceConfig()
         return {f"{leg}_{name}_evidence": acc.details(cfg, getattr(cfg, name))
                 for leg, ev in self.legs.items() for name, acc in ev.acc.items()}
 

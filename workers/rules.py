@@ -1,6 +1,6 @@
 """Declarative alert rules (YAML), evaluated once per analysed step of each call.
 
-A rule watches one metric of the step (see ``workers.pipeline.Pipeline._rule_metrics``), optionally aggregated
+A rule watches one metric of the step (see ``workers.pairing.rule_metrics``), optionally aggregated
 over the last ``within_s`` seconds of call time:
 
     rules:

@@ -1,0 +1,85 @@
+"""Ingest: Kafka records into decoded events and leg chunks, with the input contract enforced.
+
+Bad records are dead-lettered with their reason (counted, acknowledged); chunks of a call whose start event
+has not arrived wait here as orphans for ``start_grace_s``; duplicates and stale chunks are acknowledged
+with the batch. Which call a decoded record belongs to, and what a start or end means, is the pipeline's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream.events import CallEvent, EventError, decode_event
+from stream.frame import AudioFrame, FrameError, decode_frame
+from stream.settings import Settings
+
+from .audio import decode_payload, to_analysis_rate
+from .batch import BatchResult, DeadLetter, Record
+from .call_state import CallState
+from .leg_audio import Chunk
+from .metrics import WorkerMetrics
+
+
+class Ingest:
+    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
+        self.s = settings
+        self.m = metrics
+        self.orphans: dict[str, list[tuple[float, Record, AudioFrame]]] = {}   # call id -> chunks before its start
+        self._pending_acks: list[Any] = []   # tokens of dropped duplicates, acknowledged with the batch
+
+    def dead(self, out: BatchResult, rec: Record, reason: str, message: str) -> None:
+        self.m.bad_input.labels(reason).inc()
+        out.dead.append(DeadLetter(rec, reason, message))
+        out.ack(rec)
+
+    def event(self, rec: Record, out: BatchResult) -> CallEvent | None:
+        """The record's start/end event, or None after dead-lettering it."""
+        try:
+            return decode_event(rec.value)
+        except EventError as exc:
+            self.dead(out, rec, exc.reason, str(exc))
+            return None
+
+    def frame(self, rec: Record, out: BatchResult) -> AudioFrame | None:
+        """The record's audio frame, or None after dead-lettering it."""
+        try:
+            frame = decode_frame(rec.value, self.s.max_payload_bytes)
+        except FrameError as exc:
+            self.dead(out, rec, exc.reason, str(exc))
+            return None
+        if rec.key is not None and rec.key.decode("utf-8", "replace") != frame.call_id:
+            self.dead(out, rec, "key_mismatch", f"message key {rec.key!r} differs from the frame's call id {frame.call_id!r}")
+            return None
+        return frame
+
+    def hold_orphan(self, rec: Record, frame: AudioFrame, now: float) -> None:
+        self.orphans.setdefault(frame.call_id, []).append((now, rec, frame))
+
+    def adopt_orphans(self, call: CallState, now: float) -> None:
+        """The call's start event arrived: push the chunks that waited for it."""
+        for _, rec, frame in self.orphans.pop(call.call_id, []):
+            self.push(call, rec, frame, now)
+
+    def push(self, call: CallState, rec: Record, frame: AudioFrame, now: float) -> None:
+        samples = to_analysis_rate(decode_payload(frame.payload, frame.encoding), frame.sample_rate)
+        reason = call.audio[frame.leg].push(Chunk(frame.seq, frame.capture_ts, samples, rec.token))
+        call.last_seen = now
+        if reason:
+            self.m.chunks_dropped.labels(reason).inc()
+            if rec.token is not None:
+                self._pending_acks.append(rec.token)
+        else:
+            self.m.chunks.labels(frame.leg).inc()
+
+    def expire_orphans(self, now: float, out: BatchResult) -> list[str]:
+        """Dead-letter the chunks whose start event never came; returns their call ids."""
+        expired = [c for c, held in self.orphans.items() if now - held[0][0] > self.s.start_grace_s]
+        for call_id in expired:
+            for _, rec, frame in self.orphans.pop(call_id):
+                self.dead(out, rec, "unknown_call", f"chunk seq {frame.seq} for call {call_id!r}: no start event within {self.s.start_grace_s:g} s")
+        return expired
+
+    def flush_acks(self, out: BatchResult) -> None:
+        if self._pending_acks:
+            out.acks.extend(self._pending_acks)
+            self._pending_acks = []
