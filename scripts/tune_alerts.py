@@ -285,26 +285,46 @@ def _combine(calls: list[dict], outcomes: list[list[list[float]]]) -> dict:
             "max_opens_per_rule_per_call": max_open}
 
 
-def tune(calls: list[dict], doc: dict, fitted_on: str) -> tuple[dict, dict, int]:
+def softened(calls: list[dict], temperature: float) -> list[dict]:
+    """The same calls with every window's scores made less sure (P(angry) at temperature T on its log-odds, the
+    sentiment score divided by T): how a model sounds on speakers it never trained on. The tuning calls' speakers
+    are in the judged model's training set, so their scores are over-confident; a setting that still catches the
+    escalations on softened scores is preferred."""
+    out = json.loads(json.dumps(calls))
+    clip = ev_mod.LOGIT_CLIP
+    for call in out:
+        for _, info in call["steps"]:
+            for i in info.values():
+                if i and "e" in i:
+                    p = min(max(i["e"]["angry"], clip), 1 - clip)
+                    i["e"]["angry"] = 1 / (1 + math.exp(-math.log(p / (1 - p)) / temperature))
+                    i["s"] = i["s"] / temperature
+    return out
+
+
+def tune(calls: list[dict], doc: dict, fitted_on: str, temperature: float = 2.0) -> tuple[dict, dict, int]:
     cal = fit_calibration(calls)
     cal["fitted_on"] = fitted_on + f" ({cal['n_windows']} windows, {cal['n_angry']} angry, {cal['n_negative']} negative)"
-    per_rule: dict[str, list[tuple[dict, list]]] = {}
+    per_rule: dict[str, list[tuple[dict, list, list]]] = {}
+    soft = softened(calls, temperature)
     for rule, grid in GRIDS.items():
         per_rule[rule] = []
         for values in itertools.product(*grid.values()):
             params = dict(zip(grid, values))
             rs = RuleSet.from_yaml(yaml.safe_dump(with_params(doc, cal, params)))
-            per_rule[rule].append((params, _opens(calls, rs, rule)))
+            per_rule[rule].append((params, _opens(calls, rs, rule), _opens(soft, rs, rule)))
         print(f"{rule}: {len(per_rule[rule])} settings replayed", file=sys.stderr)
     tried = []
     for combo in itertools.product(*per_rule.values()):
-        params = {k: v for p, _ in combo for k, v in p.items()}
-        tried.append((params, _combine(calls, [o for _, o in combo])))
+        params = {k: v for p, *_ in combo for k, v in p.items()}
+        res = _combine(calls, [o for _, o, _ in combo])
+        res["recall_softened"] = _combine(soft, [o for *_, o in combo])["recall"]
+        tried.append((params, res))
     ok = [x for x in tried if (x[1]["calm_flagged"] or 0) <= MAX_CALM_FLAGGED and (x[1]["non_escalation_flagged"] or 0) <= MAX_NON_ESCALATION_FLAGGED
           and x[1]["max_opens_per_rule_per_call"] <= 1]
     pool = ok or tried
-    best = max(pool, key=lambda x: (x[1]["recall"] or 0, -(x[1]["non_escalation_flagged"] or 0), -(x[1]["calm_flagged"] or 0),
-                                    -(x[1]["median_delay_s"] or 1e9)))
+    best = max(pool, key=lambda x: (x[1]["recall"] or 0, x[1]["recall_softened"] or 0, -(x[1]["non_escalation_flagged"] or 0),
+                                    -(x[1]["calm_flagged"] or 0), -(x[1]["median_delay_s"] or 1e9)))
     chosen = with_params(doc, cal, best[0])
     return chosen, {**best[1], "params": best[0], "feasible": len(ok)}, len(tried)
 

@@ -18,17 +18,23 @@ DEFAULT = Path(__file__).resolve().parents[1] / "workers" / "default_rules.yaml"
 OTHER = ("calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 
 
-def info(speech, angry, sentiment):
+def info(speech, angry, sentiment, pause=None):
+    """One leg's frozen step as workers/analysis.py makes it; pause: (leading, trailing, inner) non-speech, s."""
+    if pause is None:
+        pause = (1.0, 1.0, 1.0) if speech == 0 else (0.0, 0.0, 0.0)
+    base = {"speech": speech, "cap": None, "loud": None, "pause": list(pause)}
     if angry is None:
-        return {"speech": speech, "cap": None, "loud": None}
+        return base
     rest = (1.0 - angry) / len(OTHER)
-    return {"speech": speech, "cap": None, "loud": None, "s": sentiment, "e": {"angry": angry, **{k: rest for k in OTHER}}}
+    return {**base, "s": sentiment, "e": {"angry": angry, **{k: rest for k in OTHER}}}
 
 
 def steps(script):
-    for seconds, speech, angry, sentiment in script:
+    for piece in script:
+        seconds, speech, angry, sentiment = piece[:4]
+        pause = piece[4] if len(piece) > 4 else None
         for _ in range(seconds):
-            yield info(speech, angry, sentiment)
+            yield info(speech, angry, sentiment, pause)
 
 
 def turns(n, angry, sentiment, talk_s=4, gap_s=2, edge=True):
@@ -37,10 +43,10 @@ def turns(n, angry, sentiment, talk_s=4, gap_s=2, edge=True):
     out = []
     for _ in range(n):
         if edge:
-            out += [(1, 0.3, angry * 0.6, sentiment)]
-        out += [(talk_s, 0.9, angry, sentiment)]
+            out += [(1, 0.3, angry * 0.6, sentiment, (0.7, 0.0, 0.0))]
+        out += [(talk_s, 0.9, angry, sentiment, (0.0, 0.0, 0.1))]
         if edge:
-            out += [(1, 0.25, angry * 0.5, sentiment)]
+            out += [(1, 0.25, angry * 0.5, sentiment, (0.0, 0.75, 0.0))]
         out += [(gap_s, 0.0, None, None)]
     return out
 
@@ -82,7 +88,7 @@ def test_a_sustained_rise_over_turns_alerts_with_its_evidence():
     assert ev["metric"] == "customer_anger_evidence" and ev["level"] > 3.0
     assert ev["baseline_ready"] and ev["baseline"] < 0.2 and ev["peak"] >= 0.85
     assert ev["spans"] and all(first_angry_s - 3 <= a < b <= got[0].t for a, b in ev["spans"])
-    assert len(ev["spans"]) >= 2     # the evidence came from more than one turn
+    assert ev["turns"] >= 1 and got[0].evidence["windows"] >= 3
 
 
 def test_a_single_angry_burst_does_not_alert():
@@ -117,7 +123,7 @@ def test_silent_steps_and_turn_edges_do_not_reset_the_evidence():
     level = [m["customer_anger_evidence"] for m in seen]
     start = sum(s for s, *_ in CALM_START)
     angry = level[start:]
-    speaking = [(speech, a) for _, speech, a, _ in [x for x in script[len(CALM_START):] for _ in range(x[0])]]
+    speaking = [(x[1], x[2]) for x in script[len(CALM_START):] for _ in range(x[0])]
     for i in range(1, len(angry)):
         if speaking[i][1] is None:          # silence: only the half-life decay
             assert angry[i] == pytest.approx(angry[i - 1] * 2 ** (-1 / HALF_LIFE_S), abs=2e-4)
@@ -132,11 +138,11 @@ def test_silent_steps_and_turn_edges_do_not_reset_the_evidence():
 
 def test_evidence_decays_with_call_time_and_the_alert_clears():
     script = CALM_START + turns(8, 0.9, -0.6)
-    alerts, seen = replay(script + [(300, 0.0, None, None)])
+    alerts, seen = replay(script + [(1200, 0.0, None, None)])
     states = [a.state for a in alerts if a.rule == "customer_anger"]
     assert states == ["open", "clear"]
     end_of_anger = sum(s for s, *_ in script) - 1
-    assert seen[-1]["customer_anger_evidence"] == pytest.approx(seen[end_of_anger]["customer_anger_evidence"] * 2 ** (-300 / HALF_LIFE_S), rel=0.01)
+    assert seen[-1]["customer_anger_evidence"] == pytest.approx(seen[end_of_anger]["customer_anger_evidence"] * 2 ** (-1200 / HALF_LIFE_S), rel=0.01)
 
 
 def test_a_restored_state_continues_identically():
@@ -167,3 +173,13 @@ def test_evidence_section_is_validated():
         RuleSet.from_yaml("evidence: {anger: {half_life_s: -1}}\nrules: []\n", "f.yaml")
     with pytest.raises(RuleError, match="unknown top-level keys"):
         RuleSet.from_yaml("evidnce: {}\nrules: []\n", "f.yaml")
+
+
+def test_turns_are_speech_between_pauses_of_at_least_0_7_s():
+    # one 8 s outburst whose clips are 0.3 s apart: one turn; then a 1.2 s pause across two steps: a second turn
+    outburst = [(8, 0.85, 0.95, -0.8, (0.0, 0.0, 0.3))]
+    pause_then_more = [(1, 0.4, 0.95, -0.8, (0.0, 0.6, 0.0)), (1, 0.4, 0.95, -0.8, (0.6, 0.0, 0.0)), (3, 0.9, 0.95, -0.8, (0.0, 0.0, 0.0))]
+    _, seen = replay(CALM_START + outburst)
+    assert seen[-1]["customer_anger_turns"] == 1
+    _, seen = replay(CALM_START + outburst + pause_then_more)
+    assert seen[-1]["customer_anger_turns"] == 2

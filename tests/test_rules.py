@@ -164,3 +164,26 @@ def scripted(kind: str) -> list[dict]:
 def test_default_rules_raise_exactly_the_expected_alerts(kind, expected):
     e = RuleEngine(RuleSet.load(DEFAULT))
     assert run(e, scripted(kind)) == expected
+
+
+def test_also_conditions_must_all_hold_to_open_and_a_missing_metric_fails_them():
+    e = RuleEngine(one(BASE.replace("    cooldown_s: 20\n", "    cooldown_s: 20\n    also:\n      - {metric: customer_anger_turns, op: '>=', threshold: 2}\n")))
+    one_turn = [{"customer_angry": 0.9, "customer_anger_turns": 1}] * 15
+    assert run(e, one_turn) == []                        # held for 15 s, but from one turn only
+    missing = [{"customer_angry": 0.9}] * 15
+    assert run(RuleEngine(e.rules), missing, "c2") == []
+    two = [{"customer_angry": 0.9, "customer_anger_turns": 1}] * 5 + [{"customer_angry": 0.9, "customer_anger_turns": 2}] * 10
+    assert run(RuleEngine(e.rules), two, "c3") == [(15, "anger", "open")]   # the duration counts only where all hold
+    with pytest.raises(RuleError, match="also.0.op"):
+        one(BASE + "    also:\n      - {metric: x, op: '=', threshold: 1}\n")
+
+
+def test_an_opening_alert_carries_its_evidence():
+    e = RuleEngine(one(BASE))
+    got = []
+    for i in range(12):
+        got += e.evaluate("c1", float(i + 1), 0.0, {"customer_angry": 0.9},
+                          lambda m: {"level": 7.0, "spans": [[1.0, 3.0]]} if m == "customer_angry" else None)
+    assert len(got) == 1 and got[0].state == "open"
+    assert got[0].evidence == {"metric": "customer_angry", "value": 0.9, "held_from_t": 0.0, "t": 10.0, "level": 7.0, "spans": [[1.0, 3.0]]}
+    assert got[0].to_dict()["evidence"]["level"] == 7.0
