@@ -311,7 +311,8 @@ def tune(calls: list[dict], doc: dict, fitted_on: str, temperature: float = 2.0)
         per_rule[rule] = []
         for values in itertools.product(*grid.values()):
             params = dict(zip(grid, values))
-            rs = RuleSet.from_yaml(yaml.safe_dump(with_params(doc, cal, params)))
+            full = RuleSet.from_yaml(yaml.safe_dump(with_params(doc, cal, params)))
+            rs = RuleSet(tuple(r for r in full.rules if r.name == rule), full.evidence)   # the other rules are scored apart
             per_rule[rule].append((params, _opens(calls, rs, rule), _opens(soft, rs, rule)))
         print(f"{rule}: {len(per_rule[rule])} settings replayed", file=sys.stderr)
     tried = []
