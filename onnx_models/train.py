@@ -69,6 +69,16 @@ def select(clips: list[Clip], corpora: tuple[str, ...], exclude_speakers: set[st
     return [c for c in clips if c.corpus in corpora and c.speaker not in exclude_speakers]
 
 
+def training_clips(clips: list[Clip], extra: list[Clip], held: set[str], excluded: set[str]) -> list[Clip]:
+    """RAVDESS and EMOVO but the held-out speakers, plus the extra corpora; corpora named in ``excluded`` left
+    out whole (a leave-one-corpus-out model). Naming a corpus that is not there is an error, not a no-op."""
+    unknown = excluded - {c.corpus for c in clips + extra}
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} is not a corpus being trained on (have {sorted({c.corpus for c in clips + extra})})")
+    kept = tuple(c for c in CORPORA if c not in excluded)
+    return select(clips, kept, held) + [c for c in extra if c.corpus not in excluded]
+
+
 def balanced_weights(labels: list[int], n_classes: int) -> torch.Tensor:
     """Inverse-frequency class weights (mean 1 over the classes present); labels < 0 are ignored."""
     counts = np.bincount([y for y in labels if y >= 0], minlength=n_classes).astype(np.float64)
@@ -219,11 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     held = speaker_folds(clips)[args.holdout] if args.holdout is not None else set()
     extra = load_extra_training(args.extra_train)
     excluded = set(args.exclude_corpus)
-    unknown = excluded - {c.corpus for c in clips + extra}
-    if unknown:
-        raise SystemExit(f"--exclude-corpus {sorted(unknown)}: not a corpus being trained on (have {sorted({c.corpus for c in clips + extra})})")
-    kept = tuple(c for c in CORPORA if c not in excluded)
-    train_clips = select(clips, kept, held) + [c for c in extra if c.corpus not in excluded]
+    try:
+        train_clips = training_clips(clips, extra, held, excluded)
+    except ValueError as exc:
+        raise SystemExit(f"--exclude-corpus: {exc}") from None
     t0 = time.time()
     recipe = recipe_from(args)
     members = train_members(train_clips, args.arch, args.epochs, args.seeds, min(args.jobs, len(args.seeds)), recipe)

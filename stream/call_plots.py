@@ -9,6 +9,7 @@ from pathlib import Path
 EMOTION_COLOURS = {"angry": "#d62728", "disgust": "#8c564b", "fearful": "#9467bd", "sad": "#1f77b4", "bored": "#7f7f7f",
                    "neutral": "#bbbbbb", "calm": "#98df8a", "happy": "#2ca02c", "surprised": "#ff7f0e"}
 DPI = 110
+GAP_BREAK_S = 1.5
 
 
 def plots_available() -> str | None:
@@ -32,7 +33,12 @@ def plot_call(call: dict, result: dict, rules: set[str], path: Path) -> Path:
     plt = _pyplot()
     fig, (ax, lanes) = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     cust = [e for e in result["timeline"] if e.get("leg") == "customer" and e.get("sentiment")]
-    ax.plot([float(e["t"]) for e in cust], [float(e["sentiment"]) for e in cust], ".-", color="#333333", lw=1, label="customer sentiment")
+    xs, ys = [], []
+    for e in cust:                                    # a gap in the customer's speech breaks the line
+        if xs and float(e["t"]) - xs[-1] > GAP_BREAK_S:
+            xs, ys = xs + [float("nan")], ys + [float("nan")]
+        xs, ys = xs + [float(e["t"])], ys + [float(e["sentiment"])]
+    ax.plot(xs, ys, ".-", color="#333333", lw=1, label="customer sentiment")
     angry = [(float(e["t"]), float(e["emotion_score"])) for e in cust if e.get("emotion") == "angry"]
     if angry:
         ax.plot(*zip(*angry), "v", color=EMOTION_COLOURS["angry"], label="top emotion angry (its probability)")
@@ -64,15 +70,23 @@ def plot_sweep(sweep: dict, path: Path) -> Path:
     plt = _pyplot()
     pts = [p for p in sweep["points"] if p["escalation_recall"] is not None and p["calm_flagged_share"] is not None]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((a, "calm_flagged_share", "share of calm calls flagged"), (b, "false_alarms_per_hour_calm", "false alarms per hour of calm audio")):
-        xs, ys = [p[key] for p in pts], [p["escalation_recall"] for p in pts]
-        ax.plot(xs, ys, "o-")
-        for p, x, y in zip(pts, xs, ys):
-            ax.annotate(f"{p['threshold']:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    panels = ((a, ("calm_flagged_share", "non_escalation_flagged_share"), "share of calls flagged"),
+              (b, ("false_alarms_per_hour_calm",), "false alarms per hour of calm audio"))
+    for ax, keys, label in panels:
+        for key in keys:
+            xs, ys = [p[key] for p in pts], [p["escalation_recall"] for p in pts]
+            ax.plot(xs, ys, "o-", ms=4, label=key.replace("_flagged_share", " calls"))
+            seen = set()
+            for p, x, y in zip(pts, xs, ys):
+                if (x, y) not in seen:                  # one label per distinct point
+                    ax.annotate(f"{p['threshold']:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                    seen.add((x, y))
         ax.set_xlabel(label)
         ax.set_ylabel("escalation recall")
         ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(left=-0.02 * max(1.0, ax.get_xlim()[1]))
         ax.grid(alpha=0.3)
+    a.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"threshold of {sweep['rule']} ({sweep['metric']} {sweep['op']} t; configured {sweep['configured_threshold']:g})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)

@@ -32,6 +32,7 @@ T0 = 1_700_000_000.0          # capture clock of the first chunk of an in-proces
 BATCH_RECORDS = 32            # in-process batch size (the pipeline's results do not depend on it)
 WAIT_MARGIN_S = 120.0         # stack mode: how long past the replay to wait for the last summary
 POLL_S = 0.5
+TRUNCATION_SLACK_S = 2.0     # the last analysed step ends within a hop (1 s) of the audio's end
 
 
 def default_rules_path(settings: Settings) -> str:
@@ -49,14 +50,9 @@ class RecordingRules:
         self.engine = engine
         self.steps: dict[str, list[tuple[float, float, dict[str, float]]]] = {}
 
-    @property
-    def evidence(self) -> Any:
-        """The wrapped rules' ``evidence:`` settings (workers.evidence), which the pipeline reads."""
-        return self.engine.evidence
-
-    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float], evidence: Any = None) -> list:
+    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float]) -> list:
         self.steps.setdefault(call_id, []).append((t, at, dict(metrics)))
-        return self.engine.evaluate(call_id, t, at, metrics, evidence)
+        return self.engine.evaluate(call_id, t, at, metrics)
 
     def export_state(self, call_id: str) -> dict:
         return self.engine.export_state(call_id)
@@ -66,6 +62,16 @@ class RecordingRules:
 
     def forget(self, call_id: str) -> None:
         self.engine.forget(call_id)
+
+
+def truncated_calls(calls: list[dict], results: dict[str, dict], slack_s: float = TRUNCATION_SLACK_S) -> list[str]:
+    """Calls whose timeline stops well before the end of their audio: analysis ended early."""
+    out = []
+    for c in calls:
+        steps = [float(e["t"]) for e in results[c["call_id"]]["timeline"]]
+        if not steps or max(steps) < c["duration_s"] - slack_s:
+            out.append(c["call_id"])
+    return out
 
 
 def call_records(call: ReplayCall, chunk_ms: int, encoding: str, t0: float = T0) -> list[tuple[float, Any]]:
@@ -128,9 +134,13 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def run_stack(calls: list[ReplayCall], settings: Settings, bootstrap: str | None, redis_url: str | None, speed: float,
               chunk_ms: int = 200, encoding: str = "mulaw", start_worker: bool = True, logdir: Path | None = None,
-              progress: Callable[[str], None] = lambda m: None) -> dict:
-    """Replay ``calls`` (ids made unique for this run) and read their alerts, timelines and summaries back from
-    Redis. Starts the embedded broker and Redis unless given, and one worker unless ``start_worker`` is False."""
+              concurrency: int = 8, progress: Callable[[str], None] = lambda m: None) -> dict:
+    """Replay ``calls`` (ids made unique for this run), ``concurrency`` at a time, and read their alerts, timelines
+    and summaries back from Redis. Starts the embedded broker and Redis unless given, and one worker unless
+    ``start_worker`` is False.
+
+    A worker that falls more than ``end_grace_s`` behind the audio ends a call when its end event arrives, before
+    the rest of its audio: too many calls at too high a speed truncate them (``truncated_calls`` finds them)."""
     import redis
     run = uuid.uuid4().hex[:6]
     ids = {c.call_id: f"{c.call_id}~{run}" for c in calls}
@@ -151,9 +161,10 @@ def run_stack(calls: list[ReplayCall], settings: Settings, bootstrap: str | None
             if settings.model_dir:
                 env["CALLPULSE_MODEL_DIR"] = settings.model_dir
             worker = _start_worker(env, logdir / "worker.log")
-        progress(f"replaying {len(sent)} call(s) at {speed:g}x into {bootstrap}")
+        progress(f"replaying {len(sent)} call(s) at {speed:g}x, {concurrency} at a time, into {bootstrap}")
         with CallProducer(bootstrap) as producer:
-            replay(producer, sent, speed=speed, chunk_ms=chunk_ms, encoding=encoding)
+            for i in range(0, len(sent), concurrency):
+                replay(producer, sent[i:i + concurrency], speed=speed, chunk_ms=chunk_ms, encoding=encoding)
         r = redis.Redis.from_url(redis_url, decode_responses=True)
         keys = Keys(settings.redis_prefix)
         deadline = time.monotonic() + WAIT_MARGIN_S

@@ -58,6 +58,11 @@ def alert_key(alerts: list[dict]) -> list[tuple]:
     return [(a["rule"], a["state"], round(float(a["t"]), 3)) for a in alerts]
 
 
+def timeline_key(timeline: list[dict]) -> list[tuple]:
+    """What two runs' timelines must agree on: each step and leg's top emotion and sentiment, as written."""
+    return [(str(e["t"]), e["leg"], e.get("emotion"), e.get("sentiment")) for e in timeline]
+
+
 def sweep(calls: list[dict], steps: dict[str, list], ruleset, rule_name: str, rules: set[str],
           thresholds: Iterable[float] | None = None) -> dict:
     """One point per threshold: escalation recall, calm calls flagged, false alarms per hour of calm audio."""

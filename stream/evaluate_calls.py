@@ -68,13 +68,14 @@ def _write_steps(path: Path, steps: dict[str, list]) -> None:
 def run_evaluate_calls(args: argparse.Namespace) -> int:
     from workers.rules import RuleSet
 
-    from .call_runs import default_rules_path, load_calls, run_in_process, run_stack
-    from .call_sweep import alert_key, rerun, sweep
+    from .call_runs import default_rules_path, load_calls, run_in_process, run_stack, truncated_calls
+    from .call_sweep import alert_key, rerun, sweep, timeline_key
     folder = Path(args.dir)
     calls = read_call_set(folder)
     if args.calls:
         calls = [c for c in calls if c["call_id"] in set(args.calls)]
-    settings = Settings(**{k: v for k, v in (("model_dir", args.model_dir), ("rules_path", args.rules)) if v})
+    # absolute: the worker subprocess runs in the repository root, not in the caller's folder
+    settings = Settings(**{k: str(Path(v).resolve()) for k, v in (("model_dir", args.model_dir), ("rules_path", args.rules)) if v})
     ruleset = RuleSet.load(default_rules_path(settings))
     rules = escalation_rules(ruleset, args.alert_rules)
     out = Path(args.out)
@@ -95,11 +96,18 @@ def run_evaluate_calls(args: argparse.Namespace) -> int:
         _write_steps(out / "steps.jsonl", steps)
     if not args.in_process:
         stack_results = run_stack(audio, settings, args.bootstrap_servers, args.redis_url, args.speed, args.chunk_ms,
-                                  args.encoding, start_worker=not args.no_worker, progress=say)
+                                  args.encoding, start_worker=not args.no_worker, concurrency=args.concurrency, progress=say)
+        report["truncated_calls"] = truncated_calls(calls, stack_results)
+        if report["truncated_calls"]:
+            print(f"warning: {len(report['truncated_calls'])} call(s) ended before their audio did (the worker fell behind): "
+                  "lower --speed or --concurrency", file=sys.stderr)
         if results is not None:
             same = {c["call_id"]: alert_key(results[c["call_id"]]["alerts"]) == alert_key(stack_results[c["call_id"]]["alerts"]) for c in calls}
+            same_steps = {c["call_id"]: timeline_key(results[c["call_id"]]["timeline"]) == timeline_key(stack_results[c["call_id"]]["timeline"])
+                          for c in calls}
             report["compare"] = {"calls_with_identical_alerts": sum(same.values()), "calls": len(same),
-                                 "differ": sorted(k for k, v in same.items() if not v)}
+                                 "calls_with_identical_timelines": sum(same_steps.values()),
+                                 "differ": sorted(k for k in same if not (same[k] and same_steps[k]))}
             report["in_process"] = score_calls(calls, results, rules, settings.window_s, tuple(report["emotion_labels"]))["overall"]
         results, report["mode"] = stack_results, "stack" if not args.compare else "stack (+ in-process comparison)"
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -121,7 +129,8 @@ def run_evaluate_calls(args: argparse.Namespace) -> int:
                       "seconds_to_alert_p90": o["seconds_to_alert_p90"], "double_opens": o["double_opens"],
                       "customer_emotion_ua": o["segments"]["emotion_balanced_accuracy"],
                       "customer_sentiment_ua": o["segments"]["sentiment_balanced_accuracy"],
-                      **({"compare": report["compare"]} if "compare" in report else {})}))
+                      **({"compare": report["compare"]} if "compare" in report else {}),
+                      **({"truncated_calls": len(report["truncated_calls"])} if "truncated_calls" in report else {})}))
     return 0
 
 
@@ -153,6 +162,7 @@ def add_parser(sub) -> None:
     e.add_argument("--in-process", action="store_true", help="feed the frames to workers.pipeline.Pipeline directly (no broker, no Redis)")
     e.add_argument("--compare", action="store_true", help="run both ways and report whether the alerts agree call by call")
     e.add_argument("--speed", type=float, default=8.0, help="replay speed, times real time (0: as fast as possible)")
+    e.add_argument("--concurrency", type=int, default=8, help="calls replayed at the same time (stack mode)")
     e.add_argument("--chunk-ms", type=int, default=200)
     e.add_argument("--encoding", choices=("mulaw", "alaw", "pcm_s16le"), default="mulaw")
     e.add_argument("--model-dir", help="ONNX models to judge (env CALLPULSE_MODEL_DIR; default: the shipped ones)")

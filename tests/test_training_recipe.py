@@ -8,7 +8,7 @@ pytest.importorskip("torch")
 from onnx_models.augment import change_speed, random_channel
 from onnx_models.data import WINDOW, Clip, speech_crop
 from onnx_models.dsp import SAMPLE_RATE_HZ
-from onnx_models.train import SHIPPED_RECIPE, Recipe, training_window
+from onnx_models.train import SHIPPED_RECIPE, Recipe, training_clips, training_window
 
 
 def tone(seconds: float, hz: float) -> np.ndarray:
@@ -57,3 +57,15 @@ def test_recipe_tags_name_what_differs_from_the_plain_recipe():
     assert Recipe().tag() == ""
     assert SHIPPED_RECIPE.tag() == "_speed0.1"
     assert Recipe(mixup=0.4, specaug_masks=0).tag() == "_specaugmasks0_mixup0.4"
+
+
+def test_training_clips_hold_out_speakers_and_leave_corpora_out():
+    def clip(corpus, speaker):
+        return Clip(corpus, speaker, "f", "angry", np.zeros(8, np.float32))
+    base = [clip("ravdess", "r1"), clip("ravdess", "r2"), clip("emovo", "e1")]
+    extra = [clip("emodb", "d1")]
+    assert [c.speaker for c in training_clips(base, extra, {"r2"}, set())] == ["r1", "e1", "d1"]
+    assert [c.speaker for c in training_clips(base, extra, set(), {"emovo"})] == ["r1", "r2", "d1"]
+    assert [c.speaker for c in training_clips(base, extra, set(), {"emodb", "ravdess"})] == ["e1"]
+    with pytest.raises(ValueError, match="emvo"):
+        training_clips(base, extra, set(), {"emvo"})
