@@ -302,10 +302,24 @@ def softened(calls: list[dict], temperature: float) -> list[dict]:
     return out
 
 
-def tune(calls: list[dict], doc: dict, fitted_on: str, temperature: float = 2.0) -> tuple[dict, dict, int]:
+def _musts(calls: list[dict], outcomes: list[list[list[float]]], catch: set[str], quiet: set[str]) -> bool:
+    """The named calls behave: each of ``catch`` raises an alert after its first angry turn, ``quiet`` none."""
+    for i, call in enumerate(calls):
+        times = [t for o in outcomes for t in o[i]]
+        if call["call_id"] in quiet and times:
+            return False
+        if call["call_id"] in catch and not any(t >= (first_angry(call) or 0) for t in times):
+            return False
+    return True
+
+
+def tune(calls: list[dict], doc: dict, fitted_on: str, temperature: float = 2.0, extra: list[dict] | None = None,
+         catch: set[str] = frozenset(), quiet: set[str] = frozenset()) -> tuple[dict, dict, int]:
+    """``extra``: further training-fold calls that are not scored but must behave (``catch``, ``quiet``)."""
+    extra = extra or []
     cal = fit_calibration(calls)
     cal["fitted_on"] = fitted_on + f" ({cal['n_windows']} windows, {cal['n_angry']} angry, {cal['n_negative']} negative)"
-    per_rule: dict[str, list[tuple[dict, list, list]]] = {}
+    per_rule: dict[str, list[tuple[dict, list, list, list]]] = {}
     soft = softened(calls, temperature)
     for rule, grid in GRIDS.items():
         per_rule[rule] = []
@@ -313,13 +327,15 @@ def tune(calls: list[dict], doc: dict, fitted_on: str, temperature: float = 2.0)
             params = dict(zip(grid, values))
             full = RuleSet.from_yaml(yaml.safe_dump(with_params(doc, cal, params)))
             rs = RuleSet(tuple(r for r in full.rules if r.name == rule), full.evidence)   # the other rules are scored apart
-            per_rule[rule].append((params, _opens(calls, rs, rule), _opens(soft, rs, rule)))
+            per_rule[rule].append((params, _opens(calls, rs, rule), _opens(soft, rs, rule), _opens(extra, rs, rule)))
         print(f"{rule}: {len(per_rule[rule])} settings replayed", file=sys.stderr)
     tried = []
     for combo in itertools.product(*per_rule.values()):
         params = {k: v for p, *_ in combo for k, v in p.items()}
-        res = _combine(calls, [o for _, o, _ in combo])
-        res["recall_softened"] = _combine(soft, [o for *_, o in combo])["recall"]
+        if extra and not _musts(extra, [c[3] for c in combo], catch, quiet):
+            continue
+        res = _combine(calls, [c[1] for c in combo])
+        res["recall_softened"] = _combine(soft, [c[2] for c in combo])["recall"]
         tried.append((params, res))
     ok = [x for x in tried if (x[1]["calm_flagged"] or 0) <= MAX_CALM_FLAGGED and (x[1]["non_escalation_flagged"] or 0) <= MAX_NON_ESCALATION_FLAGGED
           and x[1]["max_opens_per_rule_per_call"] <= 1]
@@ -367,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--rules", type=Path, default=Path("workers/default_rules.yaml"))
     t.add_argument("--fitted-on", default="")
     t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--extra", type=Path, help="captured scores of further training-fold calls that must behave (not scored)")
+    t.add_argument("--must-catch", nargs="*", default=[], help="call ids in --extra that must raise an escalation alert")
+    t.add_argument("--must-quiet", nargs="*", default=[], help="call ids in --extra that must raise none")
     t.add_argument("--apply", type=Path, help="also write the choice into this commented rules file (keeps comments)")
     r = sub.add_parser("report")
     r.add_argument("scores", type=Path, nargs="+")
@@ -378,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "tune":
         calls = json.loads(a.scores.read_text())
         doc = yaml.safe_load(a.rules.read_text())
-        best, result, n = tune(calls, doc, a.fitted_on or str(a.scores))
+        extra = json.loads(a.extra.read_text()) if a.extra else None
+        best, result, n = tune(calls, doc, a.fitted_on or str(a.scores), extra=extra, catch=set(a.must_catch), quiet=set(a.must_quiet))
         a.out.write_text(yaml.safe_dump(best, sort_keys=False))
         print(json.dumps({"chosen": result, "combinations": n}, indent=1))
         if a.apply:
