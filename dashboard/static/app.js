@@ -75,9 +75,9 @@ function evidenceText(ev) {
   if (!ev) return "";
   const spans = (ev.spans || []).map(([a, b]) => `${mmss(a)}–${mmss(b)}`).join(", ");
   const what = ev.level !== undefined
-    ? `evidence ${fmt(ev.level)} · peak ${fmt(ev.peak)} at ${mmss(ev.peak_t)} vs baseline ${fmt(ev.baseline)}${ev.baseline_ready ? "" : " (prior)"} · ${ev.windows} windows`
+    ? `evidence ${fmt(ev.level)} · peak ${fmt(ev.peak)} at ${mmss(ev.peak_t)} vs baseline ${fmt(ev.baseline)}${ev.baseline_ready ? "" : " (prior)"} · ${ev.windows} windows over ${ev.turns ?? "?"} turn${ev.turns === 1 ? "" : "s"}`
     : `${esc(ev.metric)} ${fmt(ev.value)} since ${mmss(ev.held_from_t)}`;
-  return `<span class="evidence" data-testid="alert-evidence">${what}${spans ? ` · turns ${spans}` : ""}</span>`;
+  return `<span class="evidence" data-testid="alert-evidence">${what}${spans ? ` · heard ${spans}` : ""}</span>`;
 }
 
 function drawTimeline(c) {

@@ -34,7 +34,7 @@ def test_the_anger_alert_shows_its_evidence_in_the_feed_and_the_drill_down(stack
             alert = page.locator('[data-testid="alert-item"]', has_text="customer_anger").first
             alert.wait_for(timeout=90_000)
             evidence = alert.locator('[data-testid="alert-evidence"]').inner_text()
-            assert "evidence" in evidence and "baseline" in evidence and "turns 0:1" in evidence, evidence
+            assert "evidence" in evidence and "baseline" in evidence and "heard 0:1" in evidence and "turns" in evidence, evidence
             page.locator(f'[data-testid="call-card"][data-call-id="{call.call_id}"]').click()
             timeline = page.locator('[data-testid="timeline"]')
             timeline.locator('[data-testid="alert-marker"]').first.wait_for(timeout=15_000)
