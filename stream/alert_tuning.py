@@ -161,9 +161,9 @@ def with_params(doc: dict, cal: dict, params: dict) -> dict:
 GRIDS = {
     "customer_anger": {
         "anger.half_life_s": [60, 120],
-        "anger.ref_abs": [0.3, 0.5, 0.7],
+        "anger.ref_abs": [0.15, 0.3, 0.5],
         "anger.ref_rel": [1.0, 2.0],
-        "anger.spread_k": [0.0, 1.0],
+        "anger.spread_k": [1.0],
         "anger.min_step": [-0.5, -1.5],
         "anger.max_step": [1.5, 3.0],
         "customer_anger.threshold": [4.0, 7.0, 11.0],

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from workers.evidence import CallEvidence
 from workers.rules import RuleEngine, RuleError, RuleSet
 
 DEFAULT = Path(__file__).resolve().parents[1] / "workers" / "default_rules.yaml"
@@ -139,11 +140,13 @@ def test_hot_reload_by_mtime_keeps_old_rules_on_error(tmp_path):
 
 
 def scripted(kind: str) -> list[dict]:
-    """Per-step metrics of scripted call situations, as the pipeline produces them."""
+    """Per-step metrics of scripted call situations, as the pipeline produces them (evidence added by
+    ``with_evidence``); a step without customer_ metrics is a step where the customer did not speak."""
     quiet = {"silence_run_s": 0.0, "overtalk_step_s": 0.0}
     calm = {**quiet, "customer_sentiment": 0.2, "customer_sentiment_avg": 0.2, "customer_angry": 0.05}
-    if kind == "angry":          # 15 s of anger, then calm
-        return [calm] * 10 + [{**quiet, "customer_sentiment": -0.7, "customer_sentiment_avg": -0.3, "customer_angry": 0.85}] * 15 + [calm] * 20
+    angry = {**quiet, "customer_sentiment": -0.7, "customer_sentiment_avg": -0.3, "customer_angry": 0.85}
+    if kind == "angry":          # three angry turns of 5 s, 2 s apart, then calm
+        return [calm] * 10 + ([angry] * 5 + [quiet] * 2) * 3 + [calm] * 40
     if kind == "silence":        # 35 s on hold
         return [calm] * 5 + [{"silence_run_s": float(k + 1), "overtalk_step_s": 0.0} for k in range(35)] + [calm] * 5
     if kind == "overtalk":
@@ -155,15 +158,27 @@ def scripted(kind: str) -> list[dict]:
     raise ValueError(kind)
 
 
+def with_evidence(series: list[dict], cfg) -> list[dict]:
+    """Add the evidence metrics the pipeline computes from the same steps (workers.evidence)."""
+    ev, out = CallEvidence(("agent", "customer")), []
+    rest = {k: 0.0 for k in ("calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised")}
+    for i, m in enumerate(series):
+        cust = {"speech": 0.0, "pause": [1.0, 1.0, 1.0]}
+        if "customer_angry" in m:
+            cust = {"speech": 0.9, "pause": [0.0, 0.0, 0.0], "s": m["customer_sentiment"], "e": {"angry": m["customer_angry"], **rest}}
+        out.append({**m, **ev.step(float(i + 1), {"agent": None, "customer": cust}, cfg, 1.0)})
+    return out
+
+
 @pytest.mark.parametrize("kind,expected", [
-    ("angry", [(20, "customer_anger", "open"), (30, "customer_anger", "clear")]),
+    ("angry", EXPECTED_ANGRY),
     ("silence", [(36, "long_silence", "open"), (41, "long_silence", "clear")]),
     ("overtalk", [(11, "overtalk", "open"), (40, "overtalk", "clear")]),
-    ("recovery", [(10, "sentiment_drop", "open"), (31, "customer_negative", "open"), (42, "customer_negative", "clear"), (47, "sentiment_drop", "clear")]),
+    ("recovery", EXPECTED_RECOVERY),
 ])
 def test_default_rules_raise_exactly_the_expected_alerts(kind, expected):
-    e = RuleEngine(RuleSet.load(DEFAULT))
-    assert run(e, scripted(kind)) == expected
+    rules = RuleSet.load(DEFAULT)
+    assert run(RuleEngine(rules), with_evidence(scripted(kind), rules.evidence)) == expected
 
 
 def test_also_conditions_must_all_hold_to_open_and_a_missing_metric_fails_them():
