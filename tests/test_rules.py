@@ -158,6 +158,13 @@ def scripted(kind: str) -> list[dict]:
     raise ValueError(kind)
 
 
+# angry: anger needs evidence from two turns, so it opens as the second angry turn starts (t=18); negativity builds
+# more slowly; both clear once 10 s of calm have drained the evidence under 0.5.
+EXPECTED_ANGRY = [(18, "customer_anger", "open"), (25, "customer_negative", "open"), (48, "customer_negative", "clear"), (52, "customer_anger", "clear")]
+# recovery: the sharp fall opens sentiment_drop; the long low stretch builds negativity evidence; both clear on recovery.
+EXPECTED_RECOVERY = [(10, "sentiment_drop", "open"), (24, "customer_negative", "open"), (47, "sentiment_drop", "clear"), (57, "customer_negative", "clear")]
+
+
 def with_evidence(series: list[dict], cfg) -> list[dict]:
     """Add the evidence metrics the pipeline computes from the same steps (workers.evidence)."""
     ev, out = CallEvidence(("agent", "customer")), []
