@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import redis.asyncio as aioredis
 
+from stream.finite_json import finite
 from stream.redis_keys import CALL_FIELDS, LEG_FIELDS, LEGS, STATE_FIELD, Keys
 
 MAX_CALLS = 500
@@ -58,7 +60,7 @@ class Store:
             call["marks"] = json.loads(h.get("marks") or '{"silence": [], "overtalk": []}')
             out.append(call)
         out.sort(key=lambda c: -float(c.get("risk", 0)))
-        return out
+        return finite(out)
 
     async def call(self, call_id: str) -> dict | None:
         pipe = self.r.pipeline(transaction=False)
@@ -71,7 +73,7 @@ class Store:
         call = _public(h)
         call["timeline"] = [{k: (v if k in ("leg", "emotion") else float(v)) for k, v in e.items()} for _, e in tl]
         call["summary"] = json.loads(summary) if summary else None
-        return call
+        return finite(call)
 
     async def alerts(self, count: int = 200) -> list[dict]:
         pipe = self.r.pipeline(transaction=False)
@@ -91,7 +93,7 @@ class Store:
             a["id"] = stream_id
             a["acked"] = json.loads(acked[a["alert_id"]]) if a.get("alert_id") in acked else None
             out.append(a)
-        return out
+        return finite(out)
 
     async def ack(self, alert_id: str, user: str) -> bool:
         entries = await self.r.xrevrange(self.keys.alerts, count=2000)
@@ -113,5 +115,5 @@ class Store:
         for n, row in zip(names, rows):
             dim, value = n.split(":", 1)
             if row:
-                out.setdefault(dim, {})[value] = {k: float(v) for k, v in row.items()}
+                out.setdefault(dim, {})[value] = {k: float(v) for k, v in row.items() if math.isfinite(float(v))}
         return out

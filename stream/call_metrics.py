@@ -132,6 +132,8 @@ def segment_summary(segments: list[dict], emotion_labels: tuple[str, ...] | None
         "segments": len(segments), "segments_scored_share": _rate(len(scored), len(segments)),
         "emotion_balanced_accuracy": balanced_accuracy([s["emotion"] for s in emo], [s["pred_emotion"] for s in emo]),
         "emotion_classes": sorted({s["emotion"] for s in emo}),
+        "emotion_recall": {c: round(float(np.mean([s["pred_emotion"] == c for s in emo if s["emotion"] == c])), 3)
+                           for c in sorted({s["emotion"] for s in emo})},
         "sentiment_balanced_accuracy": balanced_accuracy([s["sentiment"] for s in sen], [s["pred_sentiment"] for s in sen]),
         "sentiment_classes": sorted({s["sentiment"] for s in sen}),
     }

@@ -81,7 +81,7 @@ def truncated_calls(calls: list[dict], results: dict[str, dict], slack_s: float 
 
 def call_records(call: ReplayCall, chunk_ms: int, encoding: str, t0: float = T0) -> list[tuple[float, Any]]:
     """(capture time, Record) for a whole call as a gateway sends it: start, chunks of both legs in capture order, end."""
-    from workers.pipeline import Record
+    from workers.batch import Record
     key = call.call_id.encode()
     n = call.sample_rate * chunk_ms // 1000
     out = [(t0, Record(topics.EVENTS, key, CallEvent(type="start", call_id=call.call_id, ts=t0, **call.metadata).to_bytes(), partition=0))]

@@ -65,11 +65,37 @@ def _write_steps(path: Path, steps: dict[str, list]) -> None:
                 f.write(json.dumps({"call_id": call_id, "t": t, "at": at, "metrics": metrics}, separators=(",", ":")) + "\n")
 
 
+def compare_runs(calls: list[dict], a: dict, b: dict) -> dict:
+    """Call by call: do two runs agree on the alerts and on the timeline?"""
+    from .call_sweep import alert_key, timeline_key
+    same = {c["call_id"]: alert_key(a[c["call_id"]]["alerts"]) == alert_key(b[c["call_id"]]["alerts"]) for c in calls}
+    same_steps = {c["call_id"]: timeline_key(a[c["call_id"]]["timeline"]) == timeline_key(b[c["call_id"]]["timeline"]) for c in calls}
+    return {"calls_with_identical_alerts": sum(same.values()), "calls": len(same),
+            "calls_with_identical_timelines": sum(same_steps.values()),
+            "differ": sorted(k for k in same if not (same[k] and same_steps[k]))}
+
+
+def headline(report: dict) -> dict:
+    """The one line printed at the end."""
+    o = report["overall"]
+    keys = ("escalation_recall", "calm_flagged_share", "non_escalation_flagged_share", "false_alarms_per_hour_calm",
+            "seconds_to_alert_median", "seconds_to_alert_p90", "double_opens")
+    line = {"mode": report["mode"], **{k: o[k] for k in keys},
+            "customer_emotion_ua": o["segments"]["emotion_balanced_accuracy"],
+            "customer_sentiment_ua": o["segments"]["sentiment_balanced_accuracy"]}
+    if "compare" in report:
+        line["compare"] = report["compare"]
+    if "truncated_calls" in report:
+        line["truncated_calls"] = len(report["truncated_calls"])
+    return line
+
+
 def run_evaluate_calls(args: argparse.Namespace) -> int:
-    from workers.rules import RuleSet
+    from workers.inference import Models
+    from workers.rules import RuleEngine, RuleSet
 
     from .call_runs import default_rules_path, load_calls, run_in_process, run_stack, truncated_calls
-    from .call_sweep import alert_key, rerun, sweep, timeline_key
+    from .call_sweep import alert_key, rerun, sweep
     folder = Path(args.dir)
     calls = read_call_set(folder)
     if args.calls:
@@ -78,21 +104,19 @@ def run_evaluate_calls(args: argparse.Namespace) -> int:
     settings = Settings(**{k: str(Path(v).resolve()) for k, v in (("model_dir", args.model_dir), ("rules_path", args.rules)) if v})
     ruleset = RuleSet.load(default_rules_path(settings))
     rules = escalation_rules(ruleset, args.alert_rules)
+    models = Models(settings.model_dir or None, threads=settings.onnx_threads)   # its labels decide which emotions are scored
+    labels = tuple(models.emotion.labels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     audio = load_calls(folder, calls)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     report: dict = {"dir": str(folder), "calls": len(calls), "rules_path": default_rules_path(settings),
-                    "model_dir": settings.model_dir or "(shipped)", "mode": "stack", "speed": args.speed}
+                    "model_dir": settings.model_dir or "(shipped)", "emotion_labels": list(labels), "speed": args.speed}
     results, steps = None, None
     t0 = time.perf_counter()
     if args.in_process or args.compare:
-        from workers.inference import Models
-        from workers.rules import RuleEngine
-        models = Models(settings.model_dir or None, threads=settings.onnx_threads)
         results, steps = run_in_process(audio, settings, models, RuleEngine(ruleset), args.chunk_ms, args.encoding, say)
         report["mode"] = "in-process"
-        report["emotion_labels"] = list(models.emotion.labels)
         _write_steps(out / "steps.jsonl", steps)
     if not args.in_process:
         stack_results = run_stack(audio, settings, args.bootstrap_servers, args.redis_url, args.speed, args.chunk_ms,
@@ -102,16 +126,11 @@ def run_evaluate_calls(args: argparse.Namespace) -> int:
             print(f"warning: {len(report['truncated_calls'])} call(s) ended before their audio did (the worker fell behind): "
                   "lower --speed or --concurrency", file=sys.stderr)
         if results is not None:
-            same = {c["call_id"]: alert_key(results[c["call_id"]]["alerts"]) == alert_key(stack_results[c["call_id"]]["alerts"]) for c in calls}
-            same_steps = {c["call_id"]: timeline_key(results[c["call_id"]]["timeline"]) == timeline_key(stack_results[c["call_id"]]["timeline"])
-                          for c in calls}
-            report["compare"] = {"calls_with_identical_alerts": sum(same.values()), "calls": len(same),
-                                 "calls_with_identical_timelines": sum(same_steps.values()),
-                                 "differ": sorted(k for k in same if not (same[k] and same_steps[k]))}
-            report["in_process"] = score_calls(calls, results, rules, settings.window_s, tuple(report["emotion_labels"]))["overall"]
-        results, report["mode"] = stack_results, "stack" if not args.compare else "stack (+ in-process comparison)"
+            report["compare"] = compare_runs(calls, results, stack_results)
+            report["in_process"] = score_calls(calls, results, rules, settings.window_s, labels)["overall"]
+        results, report["mode"] = stack_results, "stack (+ in-process comparison)" if args.compare else "stack"
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    report.update(score_calls(calls, results, rules, settings.window_s, tuple(report.get("emotion_labels", ())) or None))
+    report.update(score_calls(calls, results, rules, settings.window_s, labels))
     if steps is not None:
         if report["mode"] == "in-process":   # the offline re-run of the recorded steps must give the run's own alerts
             again = rerun(ruleset, steps)
@@ -122,15 +141,7 @@ def run_evaluate_calls(args: argparse.Namespace) -> int:
             report["sweep"] = f"no rule {args.sweep_rule!r} in the rule set: no sweep"
     _plots(args, calls, results, rules, report, out)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    o = report["overall"]
-    print(json.dumps({"out": str(out / "report.json"), "mode": report["mode"], "escalation_recall": o["escalation_recall"],
-                      "calm_flagged_share": o["calm_flagged_share"], "non_escalation_flagged_share": o["non_escalation_flagged_share"],
-                      "false_alarms_per_hour_calm": o["false_alarms_per_hour_calm"], "seconds_to_alert_median": o["seconds_to_alert_median"],
-                      "seconds_to_alert_p90": o["seconds_to_alert_p90"], "double_opens": o["double_opens"],
-                      "customer_emotion_ua": o["segments"]["emotion_balanced_accuracy"],
-                      "customer_sentiment_ua": o["segments"]["sentiment_balanced_accuracy"],
-                      **({"compare": report["compare"]} if "compare" in report else {}),
-                      **({"truncated_calls": len(report["truncated_calls"])} if "truncated_calls" in report else {})}))
+    print(json.dumps({"out": str(out / "report.json"), **headline(report)}))
     return 0
 
 

@@ -10,7 +10,8 @@ Layout, version 1 (little-endian, 24-byte fixed header, then the call id, then t
     5      1    call_id_len      1..64 bytes of UTF-8
     6      2    sample_rate      8000 or 16000 (Hz)
     8      4    seq              chunk sequence number of this leg, from 0, +1 per chunk
-    12     8    capture_ts_us    capture time of the chunk's first sample, microseconds since the Unix epoch
+    12     8    capture_ts_us    capture time of the chunk's first sample, microseconds since the Unix epoch,
+                                 finite, 0 (the epoch) .. now + ``timestamps.MAX_FUTURE_S`` (one day)
     20     4    n_samples        samples in the payload (checked against the payload length)
     24     n    call_id
     24+n   ...  payload          n_samples * 2 bytes (pcm_s16le) or n_samples bytes (mulaw, alaw)
@@ -25,6 +26,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .timestamps import timestamp_problem
+
 MAGIC = b"CP"
 VERSION = 1
 HEADER = struct.Struct("<2sBBBBHIqI")
@@ -38,7 +41,9 @@ MAX_CHUNK_S = 2.0
 
 
 class FrameError(ValueError):
-    """A frame that breaks the contract. ``reason`` is a short, bounded label for metrics and the DLQ."""
+    """A frame that breaks the contract. ``reason`` is a short, bounded label for metrics and the DLQ.
+
+    ``encode_frame`` and ``decode_frame`` raise nothing else, whatever their input."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -64,10 +69,17 @@ class AudioFrame:
         return self.n_samples / self.sample_rate
 
 
-def encode_frame(frame: AudioFrame) -> bytes:
-    """Serialise a frame; raises FrameError if the frame itself breaks the contract."""
+def encode_frame(frame: AudioFrame, now: float | None = None) -> bytes:
+    """Serialise a frame; raises FrameError if the frame itself breaks the contract (a capture time outside
+    the accepted window, or not finite, is ``bad_timestamp``). ``now`` defaults to the wall clock."""
     _check_fields(frame.leg, frame.encoding, frame.sample_rate, frame.seq)
-    call_id = frame.call_id.encode("utf-8")
+    problem = timestamp_problem(frame.capture_ts, now)
+    if problem:
+        raise FrameError("bad_timestamp", f"capture time {problem}")
+    try:
+        call_id = frame.call_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FrameError("bad_call_id", f"call id is not encodable as UTF-8: {exc}") from None
     if not 1 <= len(call_id) <= MAX_CALL_ID_BYTES:
         raise FrameError("bad_call_id", f"call id must be 1..{MAX_CALL_ID_BYTES} UTF-8 bytes, got {len(call_id)}")
     width = BYTES_PER_SAMPLE[frame.encoding]
@@ -80,8 +92,9 @@ def encode_frame(frame: AudioFrame) -> bytes:
     return header + call_id + frame.payload
 
 
-def decode_frame(data: bytes, max_payload_bytes: int = 64_000) -> AudioFrame:
-    """Parse and validate a frame. Raises FrameError with a bounded ``reason`` on any contract breach."""
+def decode_frame(data: bytes, max_payload_bytes: int = 64_000, now: float | None = None) -> AudioFrame:
+    """Parse and validate a frame. Raises FrameError with a bounded ``reason`` on any contract breach.
+    ``now`` (default: the wall clock) bounds the capture time from above."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise FrameError("malformed", f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -113,6 +126,9 @@ def decode_frame(data: bytes, max_payload_bytes: int = 64_000) -> AudioFrame:
         call_id = data[HEADER.size:HEADER.size + id_len].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FrameError("bad_call_id", f"call id is not UTF-8: {exc}") from None
+    problem = timestamp_problem(ts_us / 1e6, now)
+    if problem:
+        raise FrameError("bad_timestamp", f"capture time {problem}")
     return AudioFrame(call_id, LEGS[leg], seq, ts_us / 1e6, rate, enc, payload)
 
 

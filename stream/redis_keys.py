@@ -1,6 +1,7 @@
 """The Redis key layout: the one place where key names are spelled.
 
-Workers write these keys; the dashboard and tools read them. Every key starts with a configurable prefix
+Workers write these keys; the dashboard and tools read them. Inside ``call`` and ``timeline`` keys the call id is
+written with ``%`` and ``:`` percent-encoded (``key_part``), so one call id can never collide with another's key. Every key starts with a configurable prefix
 (default ``cp``) so several deployments can share one Redis.
 
 | key | type | what | TTL |
@@ -45,6 +46,13 @@ LEG_FIELDS = (
 STATE_FIELD = "_state"
 
 
+def key_part(call_id: str) -> str:
+    """A call id as it appears inside a per-call key: ``%`` and ``:`` percent-encoded, so no call id can name
+    another call's key (the hash of call ``x:timeline`` would otherwise be the timeline stream of call ``x``).
+    Ids without those characters are unchanged; field values and set members keep the raw id."""
+    return call_id.replace("%", "%25").replace(":", "%3A")
+
+
 class Keys:
     """Key builder bound to a prefix."""
 
@@ -52,10 +60,10 @@ class Keys:
         self.prefix = prefix
 
     def call(self, call_id: str) -> str:
-        return f"{self.prefix}:call:{call_id}"
+        return f"{self.prefix}:call:{key_part(call_id)}"
 
     def timeline(self, call_id: str) -> str:
-        return f"{self.prefix}:call:{call_id}:timeline"
+        return f"{self.prefix}:call:{key_part(call_id)}:timeline"
 
     @property
     def active(self) -> str:

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     agent_metrics: bool = False            # per-agent Prometheus series (cardinality = number of agents)
     metrics_port: int = 9100
     metrics_host: str = "127.0.0.1"
+    liveness_stuck_after_s: float = 60.0   # /healthz fails when one core run lasts longer (a batch takes well under 1 s)
 
 
 def kafka_python_options(s: Settings) -> dict:

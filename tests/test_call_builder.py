@@ -123,3 +123,12 @@ def test_segments_match_the_audio(built):
         angry = [s for s in call["segments"] if s["leg"] == "customer" and s["emotion"] == "angry"]
         assert call["first_angry_customer_s"] == (min(s["start_s"] for s in angry) if angry else None)
         assert all(s["sentiment"] in ("negative", "neutral", "positive", None) for s in call["segments"])
+
+
+@needs_data
+def test_shipped_evaluation_calls_are_what_the_builder_makes(tmp_path):
+    """stream/samples/eval is exactly the output of the command in its README (so the labels are the builder's)."""
+    shipped = Path(__file__).resolve().parents[1] / "stream" / "samples" / "eval"
+    build(DATA, tmp_path, ["emovo"], {"escalation": 1, "calm": 1}, fold=None, seed=3, prefix="sample-")
+    for f in tmp_path.iterdir():
+        assert f.read_bytes() == (shipped / f.name).read_bytes(), f.name

@@ -23,6 +23,7 @@ from stream.redis_keys import Keys
 
 pytestmark = pytest.mark.integration
 AUTH = (USER, PASSWORD)
+CSRF = {"X-Requested-With": "callpulse"}
 
 
 def seed(redis_url: str):
@@ -76,11 +77,11 @@ def test_alerts_and_acknowledge(api):
     opened = [a for a in alerts if a["state"] == "open"]
     assert opened and all(a["acked"] is None for a in alerts)
     aid = opened[0]["alert_id"]
-    r = httpx.post(api + f"/api/alerts/{aid}/ack", auth=AUTH)
+    r = httpx.post(api + f"/api/alerts/{aid}/ack", auth=AUTH, headers=CSRF)
     assert r.status_code == 200 and r.json()["acked_by"] == USER
     again = {a["alert_id"]: a for a in httpx.get(api + "/api/alerts", auth=AUTH).json()}
     assert again[aid]["acked"]["by"] == USER
-    assert httpx.post(api + "/api/alerts/none/ack", auth=AUTH).status_code == 404
+    assert httpx.post(api + "/api/alerts/none/ack", auth=AUTH, headers=CSRF).status_code == 404
 
 
 def test_kpis(api):
@@ -90,8 +91,68 @@ def test_kpis(api):
 
 
 def test_openapi_schema_lists_the_endpoints(api):
-    paths = httpx.get(api + "/openapi.json").json()["paths"]
+    spec = httpx.get(api + "/openapi.json", auth=AUTH).json()
+    paths = spec["paths"]
     assert {"/api/calls", "/api/calls/{call_id}", "/api/alerts", "/api/alerts/{alert_id}/ack", "/api/kpis", "/api/stream"} <= set(paths)
+    # issue 17: the stream is described as what it is, and the 404s are listed
+    stream = paths["/api/stream"]["get"]["responses"]["200"]["content"]
+    assert list(stream) == ["text/event-stream"]
+    assert "404" in paths["/api/calls/{call_id}"]["get"]["responses"]
+    assert {"403", "404"} <= set(paths["/api/alerts/{alert_id}/ack"]["post"]["responses"])
+
+
+def test_api_description_and_docs_need_authentication(api):
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert httpx.get(api + path).status_code == 401, path
+        assert httpx.get(api + path, auth=AUTH).status_code == 200, path
+
+
+def test_acknowledge_refuses_simple_and_cross_origin_requests(api):
+    aid = next(a for a in httpx.get(api + "/api/alerts", auth=AUTH).json() if a["state"] == "open")["alert_id"]
+    url = api + f"/api/alerts/{aid}/ack"
+    form = httpx.post(url, auth=AUTH, data={"x": "1"}, headers={"Origin": "http://evil.example"})   # what a form sends
+    assert form.status_code == 403 and "X-Requested-With" in form.json()["detail"]
+    assert httpx.post(url, auth=AUTH).status_code == 403                                              # no header at all
+    cross = httpx.post(url, auth=AUTH, headers={"X-Requested-With": "callpulse", "Origin": "http://evil.example"})
+    assert cross.status_code == 403 and "cross-origin" in cross.json()["detail"]
+    assert all(a["acked"] is None for a in httpx.get(api + "/api/alerts", auth=AUTH).json())
+    same = httpx.post(url, auth=AUTH, headers={"X-Requested-With": "callpulse", "Origin": api})
+    assert same.status_code == 200 and same.json()["acked_by"] == USER
+
+
+def test_call_ids_that_look_like_other_keys_are_404_not_500(api):
+    for cid in ("live-1:timeline", "ended-1:timeline", "a:b", "%3A"):
+        r = httpx.get(api + "/api/calls/" + cid, auth=AUTH)
+        assert r.status_code == 404, (cid, r.status_code)
+
+
+def test_non_finite_numbers_never_reach_the_json_or_the_stream(api, stack):
+    """A start event with ts -Infinity once gave duration inf, aht_s inf, and Infinity in the SSE snapshot, which
+    JSON.parse rejects: the wall stayed at 'connecting…' for every supervisor."""
+    import redis as sync_redis
+    r = sync_redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    keys = Keys()
+    r.hset(keys.call("live-1"), mapping={"duration_s": "inf", "customer_sentiment": "nan"})
+    r.hset(keys.kpi("queue", "billing"), mapping={"15m.aht_s": "inf", "1h.aht_s": "-inf"})
+    r.set(keys.summary("ended-1"), json.dumps({"call_id": "ended-1", "duration_s": float("inf"), "ended_at": 1.0}))
+    r.close()
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-finite {c} in JSON"))
+
+    for path in ("/api/calls", "/api/calls/live-1", "/api/calls/ended-1", "/api/kpis", "/api/alerts"):
+        resp = httpx.get(api + path, auth=AUTH)
+        assert resp.status_code == 200, (path, resp.status_code)
+        strict(resp.text)
+    assert strict(httpx.get(api + "/api/calls/ended-1", auth=AUTH).text)["summary"]["duration_s"] is None
+    assert "15m.aht_s" not in strict(httpx.get(api + "/api/kpis", auth=AUTH).text)["queue"]["billing"]
+    time.sleep(0.6)   # past the snapshot cache
+    with httpx.stream("GET", api + "/api/stream", auth=AUTH, timeout=10) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                snap = strict(line[6:])
+                break
+    assert snap["calls"][0]["duration_s"] is None
 
 
 def test_the_stream_sends_a_snapshot(api):

@@ -82,6 +82,10 @@ def test_segment_scores_from_the_timeline():
     assert segs[1]["mean_sentiment"] == 0.3 and segs[1]["pred_sentiment"] == "positive"
     assert segs[2]["pred_emotion"] is None
     assert balanced_accuracy(["a", "a", "b"], ["a", "x", "b"]) == 0.75
+    from stream.call_metrics import segment_summary
+    summary = segment_summary(segs)
+    assert summary["emotion_recall"] == {"angry": 1.0, "happy": 0.0, "neutral": 0.0}, "the unscored neutral segment counts as missed"
+    assert summary["emotion_balanced_accuracy"] == pytest.approx(1 / 3, abs=1e-4) and summary["segments_scored_share"] == pytest.approx(2 / 3, abs=1e-4)
 
 
 RULE_YAML = """

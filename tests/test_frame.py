@@ -84,3 +84,29 @@ def test_random_bytes_never_crash_the_decoder():
             decode_frame(data)
         except FrameError:
             pass
+
+
+# -- issue 17: capture times are validated at the edge, and the encoder raises only FrameError ---------------
+
+@pytest.mark.parametrize("ts", [2**63 / 1e6, -2**63 / 1e6, 9.3e12, float("nan"), float("inf"), float("-inf"), -1.0,
+                                1_700_000_000.0 + 2 * 86_400])
+def test_encoder_raises_its_own_error_for_capture_times_outside_the_window(ts):
+    with pytest.raises(FrameError) as exc:
+        encode_frame(frame(capture_ts=ts), now=1_700_000_000.0)
+    assert exc.value.reason == "bad_timestamp" and "capture time" in str(exc.value)
+
+
+@pytest.mark.parametrize("ts_us,text", [(2**63 - 1, "outside 0 (the epoch)"), (-1, "outside 0 (the epoch)"),
+                                        (int((1_700_000_000 + 90_000) * 1e6), "now + 86400 s")])
+def test_decoder_rejects_capture_times_outside_the_window(ts_us, text):
+    data = corrupt(GOOD, 12, "<q", ts_us)
+    with pytest.raises(FrameError) as exc:
+        decode_frame(data, now=1_700_000_000.0)
+    assert exc.value.reason == "bad_timestamp" and text in str(exc.value)
+    assert decode_frame(GOOD, now=1_700_000_000.0).capture_ts == pytest.approx(1_700_000_000.123456)
+
+
+def test_encoder_rejects_a_call_id_that_is_not_utf8_encodable():
+    with pytest.raises(FrameError) as exc:
+        encode_frame(frame(call_id="a\udc80"))
+    assert exc.value.reason == "bad_call_id"

@@ -1,4 +1,9 @@
+import signal
+from contextlib import contextmanager
+
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from workers.leg_audio import Chunk, LegAudio
 
@@ -86,3 +91,54 @@ def test_flush_pending_gives_up_on_missing_chunks_at_call_end():
     assert a.next_pos == CHUNK
     a.flush_pending()
     assert a.next_pos == 4 * CHUNK and not a.pending
+
+
+# -- issue 17: a clock step back with a hole froze the worker in flush_pending ---------------------------
+
+class Hung(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Fail (instead of hanging) when the body runs longer than ``seconds``; each hypothesis example gets its own
+    limit, so shrinking a hanging example cannot hang the suite either."""
+    def on_alarm(signum, frame):
+        raise Hung(f"did not finish within {seconds:g} s")
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_flush_pending_ends_when_the_capture_clock_steps_back_past_a_hole():
+    """The issue's exact repro: seq 1 missing, seq 3 captured 2.4 s *before* seq 2 (a gateway clock step)."""
+    a = LegAudio(hop=8000, window=16000, horizon_s=1.0)
+    for seq, ts in ((0, 100.0), (2, 100.4), (3, 98.0)):
+        a.push(Chunk(seq, ts, np.zeros(CHUNK, np.float32), token=seq))
+    with time_limit(5.0):
+        a.flush_pending()
+    assert not a.pending and a.next_seq == 4
+    assert a.next_pos == 3 * CHUNK + int(round(0.2 * 8000))  # three chunks + the 200 ms hole their clock implies
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 40), st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False),
+                          st.integers(1, 4000)), max_size=40),
+       st.floats(0.0, 5.0))
+def test_push_and_flush_always_terminate_and_account_for_every_chunk(chunks, horizon_s):
+    """Any order, any sequence numbers, any (finite) capture clock: push and flush end, nothing stays pending,
+    and every token comes back exactly once (released or dropped as duplicate/stale)."""
+    a = LegAudio(HOP, WIN, horizon_s)
+    dropped = []
+    with time_limit(5.0):
+        for i, (seq, ts, n) in enumerate(chunks):
+            if a.push(Chunk(seq, ts, np.zeros(n, np.float32), token=i)):
+                dropped.append(i)
+        a.flush_pending()
+    assert not a.pending
+    released = a.release_all()
+    assert sorted(released + dropped) == list(range(len(chunks)))

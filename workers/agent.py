@@ -17,12 +17,12 @@ from statistics import fmean
 
 import faust
 import redis.asyncio as aioredis
-from prometheus_client import start_http_server
 
 from stream import topics
 from stream.app import create_app, declare_topics
 from stream.settings import Settings
 
+from .health import Liveness, start_http_endpoint
 from .inference import Models
 from .kpi_job import make_kpi_job
 from .metrics import METRICS, WorkerMetrics
@@ -32,14 +32,19 @@ from .sinks import KafkaSink, RedisSink
 
 log = logging.getLogger(__name__)
 TIMER_INTERVAL_S = 1.0
+HEARTBEAT_INTERVAL_S = 1.0
 
 
 class Worker:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics = METRICS, app: faust.App | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: WorkerMetrics = METRICS, app: faust.App | None = None,
+                 liveness: Liveness | None = None) -> None:
         if not settings.worker_name:
             settings = settings.model_copy(update={"worker_name": socket.gethostname()})
         self.s = settings
         self.m = metrics
+        self.liveness = liveness or Liveness(settings.liveness_stuck_after_s)
+        metrics.last_batch_age.set_function(self.liveness.last_batch_age)
+        metrics.core_run_seconds.set_function(self.liveness.core_run_seconds)
         self.app = app or create_app(settings)
         self.topics = declare_topics(self.app, settings)
         models = Models(settings.model_dir or None, threads=settings.onnx_threads)
@@ -53,6 +58,7 @@ class Worker:
         self.stream = None
         self.app.agent(self.topics["input"], name="callpulse.analyse")(self.consume)
         self.app.timer(TIMER_INTERVAL_S)(self.tick)
+        self.app.timer(HEARTBEAT_INTERVAL_S)(self.heartbeat)
         self.app.on_partitions_revoked.connect(self.on_revoked)
         self.app.timer(settings.kpi_interval_s, on_leader=True)(make_kpi_job(self.redis, settings, metrics))
 
@@ -62,9 +68,17 @@ class Worker:
             records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition) for e in events]
             async with self.lock:
                 await self._restore_unknown(records)
-                result = await asyncio.get_running_loop().run_in_executor(self.executor, self.pipeline.process, records)
+                result = await self._core(self.pipeline.process, records)
                 await self._emit(result)
             _forget_payloads(events, result.acks)
+
+    async def _core(self, fn, *args):
+        """Run the core in its thread, timed for the liveness probe."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.liveness.run, fn, *args)
+
+    async def heartbeat(self) -> None:
+        """Proves the event loop runs (the tick cannot: it waits for the core's lock)."""
+        self.liveness.beat()
 
     async def _restore_unknown(self, records: list[Record]) -> None:
         wanted = {cid for r in records if (cid := Pipeline.call_id_of(r)) and self.pipeline.needs_lookup(cid)}
@@ -83,7 +97,7 @@ class Worker:
         """Timeouts, alert-rule reloads and gauges, once a second."""
         self.rules.maybe_reload()
         async with self.lock:
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, self.pipeline.expire)
+            result = await self._core(self.pipeline.expire)
             await self._emit(result)
             self._update_gauges()
         await self._update_lag()
@@ -134,9 +148,10 @@ def _load_rules(settings: Settings) -> RuleEngine:
 
 
 def run_worker(settings: Settings, metrics_port: int | None = None, loglevel: str = "info") -> None:
-    """Start the metrics endpoint and run a worker until interrupted."""
+    """Start the metrics and health endpoint (``/metrics``, ``/healthz``) and run a worker until interrupted."""
     port = settings.metrics_port if metrics_port is None else metrics_port
+    liveness = Liveness(settings.liveness_stuck_after_s)
     if port:
-        start_http_server(port, addr=settings.metrics_host)
-    worker = Worker(settings)
+        start_http_endpoint(port, settings.metrics_host, liveness)
+    worker = Worker(settings, liveness=liveness)
     faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+# onnxruntime's 1DS telemetry writes a device id and an SQLite database under ~/.cache/Microsoft/DeveloperTools
+# as soon as the library is loaded; the workers write nothing to disk. Read at load time, so set before import.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime as ort  # noqa: E402
+
+ort.disable_telemetry_events()
 
 from .audio import ANALYSIS_RATE_HZ
 

@@ -35,10 +35,11 @@ class Ingest:
     def event(self, rec: Record, out: BatchResult) -> CallEvent | None:
         """The record's start/end event, or None after dead-lettering it."""
         try:
-            return decode_event(rec.value)
+            ev = decode_event(rec.value)
         except EventError as exc:
             self.dead(out, rec, exc.reason, str(exc))
             return None
+        return ev if self._key_matches(rec, ev.call_id, out) else None
 
     def frame(self, rec: Record, out: BatchResult) -> AudioFrame | None:
         """The record's audio frame, or None after dead-lettering it."""
@@ -47,10 +48,15 @@ class Ingest:
         except FrameError as exc:
             self.dead(out, rec, exc.reason, str(exc))
             return None
-        if rec.key is not None and rec.key.decode("utf-8", "replace") != frame.call_id:
-            self.dead(out, rec, "key_mismatch", f"message key {rec.key!r} differs from the frame's call id {frame.call_id!r}")
-            return None
-        return frame
+        return frame if self._key_matches(rec, frame.call_id, out) else None
+
+    def _key_matches(self, rec: Record, call_id: str, out: BatchResult) -> bool:
+        """The key must be the call id's UTF-8 bytes: any other key (none included) may sit on another partition
+        than the rest of the call."""
+        if rec.key == call_id.encode("utf-8"):
+            return True
+        self.dead(out, rec, "key_mismatch", f"message key {rec.key!r} is not the UTF-8 call id {call_id!r} of its value")
+        return False
 
     def hold_orphan(self, rec: Record, frame: AudioFrame, now: float) -> None:
         self.orphans.setdefault(frame.call_id, []).append((now, rec, frame))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 
 import redis.asyncio as aioredis
@@ -36,7 +37,8 @@ async def refresh_kpis(r: aioredis.Redis, keys: Keys, ttl_s: int, now: float | N
         key = keys.kpi(dimension, value)
         pipe.delete(key)
         if fields:
-            pipe.hset(key, mapping={k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in fields.items()})
+            # a non-finite KPI (from a summary written before timestamps were validated) is left out, not "inf"
+            pipe.hset(key, mapping={k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in fields.items() if math.isfinite(v)})
             pipe.expire(key, ttl_s)
         pipe.sadd(keys.kpis, f"{dimension}:{value}")
     await pipe.execute()

@@ -75,13 +75,15 @@ class LegAudio:
         self._drain()
         return None
 
-    def _drain(self) -> None:
+    def _drain(self, give_up: bool = False) -> None:
+        """Append every chunk that is next in sequence; skip a hole once it is lost (or at once with ``give_up``).
+        Each pass either appends a chunk or moves ``next_seq`` up to the oldest pending one, so this ends."""
         while self.pending:
             chunk = self.pending.pop(self.next_seq, None)
             if chunk is not None:
                 self._append(chunk)
                 continue
-            if not self._hole_is_lost():
+            if not (give_up or self._hole_is_lost()):
                 return
             first = min(self.pending)
             nxt = self.pending[first]
@@ -113,13 +115,9 @@ class LegAudio:
         self.next_ts = chunk.capture_ts + len(chunk.samples) / ANALYSIS_RATE_HZ
 
     def flush_pending(self) -> None:
-        """At the end of a call: give up waiting for any missing chunk."""
-        while self.pending:
-            self.horizon_s, saved = -1.0, self.horizon_s
-            try:
-                self._drain()
-            finally:
-                self.horizon_s = saved
+        """At the end of a call: give up waiting for any missing chunk. Decided by sequence alone, never by
+        capture times: a gateway clock that stepped back must not keep a hole open (it once looped forever)."""
+        self._drain(give_up=True)
 
     # -- steps and windows ---------------------------------------------------------------------
     def complete_steps(self) -> range:

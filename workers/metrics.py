@@ -37,6 +37,8 @@ class WorkerMetrics:
         self.silence_seconds = Counter("callpulse_call_silence_seconds_total", "Non-talk time of ended calls", ["queue", "campaign"], registry=r)
         self.overtalk_seconds = Counter("callpulse_call_overtalk_seconds_total", "Overtalk time of ended calls", ["queue", "campaign"], registry=r)
         self.duration_seconds = Counter("callpulse_call_duration_seconds_total", "Duration of ended calls", ["queue", "campaign"], registry=r)
+        self.last_batch_age = Gauge("callpulse_last_batch_age_seconds", "Seconds since the core last finished a batch or timer run", registry=r)
+        self.core_run_seconds = Gauge("callpulse_core_run_seconds", "How long the core's current run has lasted (0 when idle)", registry=r)
         self.live_sentiment = Gauge("callpulse_live_customer_sentiment", "Mean current customer sentiment over live calls", ["queue"], registry=r)
         self.agent_calls_ended = Counter("callpulse_agent_calls_ended_total", "Calls ended per agent (only when per-agent metrics are on)", ["agent", "outcome"], registry=r)
 

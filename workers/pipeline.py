@@ -16,6 +16,7 @@ succeeded.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from typing import Iterable
@@ -23,6 +24,7 @@ from typing import Iterable
 from stream import topics
 from stream.redis_keys import LEGS, STATE_FIELD
 from stream.settings import Settings
+from stream.timestamps import MAX_CALL_DURATION_S
 
 from .analysis import Analyser, ModelRunner
 from .batch import BatchResult, DeadLetter, Record
@@ -36,6 +38,8 @@ from .summary import call_summary, count_call_end
 __all__ = ["BatchResult", "DeadLetter", "Pipeline", "Record"]
 
 END_TOLERANCE_S = 0.05   # capture clocks of audio and events agree to better than this
+END_BEFORE_START_S = 60.0   # an end event this much before its call's start is a broken clock, not skew
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -97,10 +101,14 @@ class Pipeline:
         touched: dict[str, tuple[CallState, tuple | None]] = {}   # call id -> (call, progress at first touch)
         ending: list[tuple[CallState, str, float]] = []
         for rec in records:
-            if rec.topic == topics.EVENTS:
-                self._on_event(rec, now, out, touched)
-            else:
-                self._on_audio(rec, now, out, touched)
+            try:
+                if rec.topic == topics.EVENTS:
+                    self._on_event(rec, now, out, touched)
+                else:
+                    self._on_audio(rec, now, out, touched)
+            except Exception as exc:   # a bug must cost one record, never the batch (and a crash loop)
+                log.exception("internal error on a %s record; dead-lettered", rec.topic)
+                self.ingest.dead(out, rec, "internal_error", f"{type(exc).__name__}: {exc}"[:500])
         self._expire(now, out, ending)
         touched_calls = [c for c, _ in touched.values()]
         self.analyser.analyse(touched_calls, out)
@@ -155,6 +163,10 @@ class Pipeline:
                 out.ack(rec)  # a repeated end event: nothing to do
                 return
             self.ingest.dead(out, rec, "unknown_call", f"end event for call {ev.call_id!r}, which never started")
+            return
+        if call.started_at and not call.started_at - END_BEFORE_START_S <= ev.ts <= call.started_at + MAX_CALL_DURATION_S:
+            self.ingest.dead(out, rec, "bad_timestamp", f"end event of call {ev.call_id!r}: ts {ev.ts!r} is not within "
+                             f"-{END_BEFORE_START_S:g} s .. {MAX_CALL_DURATION_S:g} s of its start {call.started_at!r}")
             return
         out.ack(rec)
         self._touch(touched, call, force=True)

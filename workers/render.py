@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from stream import finite_json
 from stream.redis_keys import LEGS, STATE_FIELD
 
 from .call_state import CallState
@@ -57,4 +56,4 @@ def _leg_fields(call: CallState, leg: str) -> dict[str, str]:
 
 
 def compact_json(d) -> str:
-    return json.dumps(d, separators=(",", ":"))
+    return finite_json.dumps(d, separators=(",", ":"))

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
 import redis.asyncio as aioredis
 
+from stream import finite_json
 from stream.redis_keys import Keys
 from stream.settings import Settings
 
 from .metrics import WorkerMetrics
-from .pipeline import BatchResult
+from .batch import BatchResult, DeadLetter
 
 log = logging.getLogger(__name__)
 SUMMARY_INDEX_KEEP_S = 2 * 86_400   # the KPI job reads up to "today"; keep a margin
 RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+# The producer refuses requests over 1 MB (faust's producer_max_request_size); a dead letter stays far below.
+MAX_DLQ_VALUE_BYTES = 65_536
+MAX_DLQ_KEY_BYTES = 1_024
+MAX_DLQ_HEADER_BYTES = 1_000
 
 
 class RedisSink:
@@ -32,15 +36,25 @@ class RedisSink:
         self.m = metrics
 
     async def load_calls(self, call_ids: list[str]) -> dict[str, dict[str, str]]:
-        pipe = self.r.pipeline(transaction=False)
-        for cid in call_ids:
-            pipe.hgetall(self.keys.call(cid))
-        rows = await self._retry(pipe.execute)
+        def build():
+            pipe = self.r.pipeline(transaction=False)
+            for cid in call_ids:
+                pipe.hgetall(self.keys.call(cid))
+            return pipe
+        rows = await self._retry(build)
         return {cid: {_s(k): _s(v) for k, v in row.items()} for cid, row in zip(call_ids, rows)}
 
     async def write(self, result: BatchResult) -> None:
         if not (result.call_fields or result.timeline or result.alerts or result.summaries or result.ended):
             return
+        t0 = time.perf_counter()
+        await self._retry(lambda: self._batch_pipeline(result))
+        self.m.redis_write_seconds.observe(time.perf_counter() - t0)
+        now = time.time()
+        for ts in result.step_capture_ts:
+            self.m.e2e_latency.observe(max(now - ts, 0.0))
+
+    def _batch_pipeline(self, result: BatchResult) -> aioredis.client.Pipeline:
         k = self.keys
         pipe = self.r.pipeline(transaction=True)
         ended = set(result.ended)
@@ -60,23 +74,21 @@ class RedisSink:
         for alert in result.alerts:
             pipe.xadd(k.alerts, {f: _field(v) for f, v in alert.to_dict().items()}, maxlen=self.s.alerts_maxlen, approximate=True)
         for summary in result.summaries:
-            pipe.set(k.summary(summary["call_id"]), json.dumps(summary), ex=self.s.summary_ttl_s)
+            pipe.set(k.summary(summary["call_id"]), finite_json.dumps(summary), ex=self.s.summary_ttl_s)
             pipe.zadd(k.summaries, {summary["call_id"]: summary["ended_at"]})
         if result.summaries:
             pipe.zremrangebyscore(k.summaries, "-inf", time.time() - SUMMARY_INDEX_KEEP_S)
-        t0 = time.perf_counter()
-        await self._retry(pipe.execute)
-        self.m.redis_write_seconds.observe(time.perf_counter() - t0)
-        now = time.time()
-        for ts in result.step_capture_ts:
-            self.m.e2e_latency.observe(max(now - ts, 0.0))
+        return pipe
 
-    async def _retry(self, fn):
-        """Redis down must not lose data: retry with backoff (the batch stays unacknowledged meanwhile)."""
+    async def _retry(self, build):
+        """Redis down must not lose data: retry with backoff (the batch stays unacknowledged meanwhile).
+
+        ``build`` makes a fresh pipeline for every attempt: redis-py empties a pipeline whose ``execute``
+        failed, and re-running that empty pipeline "succeeded" with ``[]`` and lost the whole batch."""
         attempt = 0
         while True:
             try:
-                return await fn()
+                return await build().execute()
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.m.redis_errors.inc()
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
@@ -98,17 +110,34 @@ class KafkaSink:
     async def write(self, result: BatchResult) -> None:
         futures = []
         for alert in result.alerts:
-            futures.append(await self.alerts.send(key=alert.call_id.encode(), value=json.dumps(alert.to_dict()).encode()))
+            futures.append(await self.alerts.send(key=alert.call_id.encode(), value=finite_json.dumps(alert.to_dict()).encode()))
         for summary in result.summaries:
-            futures.append(await self.summaries.send(key=summary["call_id"].encode(), value=json.dumps(summary).encode()))
+            futures.append(await self.summaries.send(key=summary["call_id"].encode(), value=finite_json.dumps(summary).encode()))
         for dead in result.dead:
-            rec = dead.record
-            headers = [("reason", dead.reason.encode()), ("error", dead.message.encode()[:1000]),
-                       ("source_topic", rec.topic.encode())]
-            futures.append(await self.dlq.send(key=rec.key, value=rec.value, headers=headers))
+            key, value, headers = dead_letter_message(dead)
+            futures.append(await self.dlq.send(key=key, value=value, headers=headers))
             self.m.dead_letters.labels(dead.reason).inc()
         if futures:
             await asyncio.gather(*futures)
+
+
+def dead_letter_message(dead: DeadLetter) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """(key, value, headers) of a dead letter. A value or key too large for the producer (the broker accepted it,
+    but our producer's request limit is lower) is cut to its first bytes, and the headers say so and give the
+    original size: the record still lands in the DLQ, with its reason, instead of failing the batch forever."""
+    rec = dead.record
+    headers = [("reason", dead.reason.encode()), ("error", dead.message.encode()[:MAX_DLQ_HEADER_BYTES]),
+               ("source_topic", rec.topic.encode())]
+    if rec.partition is not None:
+        headers.append(("source_partition", str(rec.partition).encode()))
+    key, value = rec.key, rec.value
+    if value is not None and len(value) > MAX_DLQ_VALUE_BYTES:
+        headers += [("truncated", b"value"), ("original_value_bytes", str(len(value)).encode())]
+        value = bytes(value[:MAX_DLQ_VALUE_BYTES])
+    if key is not None and len(key) > MAX_DLQ_KEY_BYTES:
+        headers += [("truncated_key", b"true"), ("original_key_bytes", str(len(key)).encode())]
+        key = bytes(key[:MAX_DLQ_KEY_BYTES])
+    return key, value, headers
 
 
 def _s(x) -> str:

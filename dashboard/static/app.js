@@ -166,7 +166,7 @@ async function drill(id) {
 
 document.addEventListener("click", async (ev) => {
   const ack = ev.target.closest("[data-ack]");
-  if (ack) { ack.disabled = true; await fetch(`/api/alerts/${encodeURIComponent(ack.dataset.ack)}/ack`, { method: "POST" }); return; }
+  if (ack) { ack.disabled = true; await fetch(`/api/alerts/${encodeURIComponent(ack.dataset.ack)}/ack`, { method: "POST", headers: { "X-Requested-With": "callpulse" } }); return; }
   const card = ev.target.closest(".card");
   if (card) return drill(card.dataset.callId);
   const nav = ev.target.closest("nav button");
