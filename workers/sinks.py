@@ -150,5 +150,5 @@ def _field(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, (dict, list)):
-        return json.dumps(v, separators=(",", ":"))
+        return finite_json.dumps(v, separators=(",", ":"))
     return str(v)
