@@ -12,6 +12,7 @@ from stream.finite_json import finite
 from stream.redis_keys import CALL_FIELDS, LEG_FIELDS, LEGS, STATE_FIELD, Keys
 
 MAX_CALLS = 500
+JSON_FIELDS = ("marks", "alert_log", "evidence")   # hash fields that hold JSON (alert_log, evidence: the drill-down's "why")
 WALL_FIELDS = list(CALL_FIELDS) + [f"{leg}_{f}" for leg in LEGS for f in LEG_FIELDS]
 
 
@@ -21,7 +22,7 @@ def _public(h: dict) -> dict:
     for k, v in h.items():
         if k == STATE_FIELD:
             continue
-        if k.endswith("_emotions") or k.endswith("_spark") or k == "marks":
+        if k.endswith("_emotions") or k.endswith("_spark") or k in JSON_FIELDS:
             try:
                 out[k] = json.loads(v)
             except ValueError:
@@ -85,6 +86,10 @@ class Store:
             for k in ("value", "threshold", "t", "at"):
                 if a.get(k):
                     a[k] = float(a[k])
+            try:
+                a["evidence"] = json.loads(a["evidence"]) if a.get("evidence") else None
+            except ValueError:
+                a["evidence"] = None
             a["id"] = stream_id
             a["acked"] = json.loads(acked[a["alert_id"]]) if a.get("alert_id") in acked else None
             out.append(a)

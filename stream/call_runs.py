@@ -50,9 +50,14 @@ class RecordingRules:
         self.engine = engine
         self.steps: dict[str, list[tuple[float, float, dict[str, float]]]] = {}
 
-    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float]) -> list:
+    @property
+    def evidence(self) -> Any:
+        """The wrapped rules' ``evidence:`` settings (workers.evidence), which the pipeline reads."""
+        return self.engine.evidence
+
+    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float], evidence: Any = None) -> list:
         self.steps.setdefault(call_id, []).append((t, at, dict(metrics)))
-        return self.engine.evaluate(call_id, t, at, metrics)
+        return self.engine.evaluate(call_id, t, at, metrics, evidence)
 
     def export_state(self, call_id: str) -> dict:
         return self.engine.export_state(call_id)

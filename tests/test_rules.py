@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from workers.evidence import CallEvidence
 from workers.rules import RuleEngine, RuleError, RuleSet
 
 DEFAULT = Path(__file__).resolve().parents[1] / "workers" / "default_rules.yaml"
@@ -139,11 +140,13 @@ def test_hot_reload_by_mtime_keeps_old_rules_on_error(tmp_path):
 
 
 def scripted(kind: str) -> list[dict]:
-    """Per-step metrics of scripted call situations, as the pipeline produces them."""
+    """Per-step metrics of scripted call situations, as the pipeline produces them (evidence added by
+    ``with_evidence``); a step without customer_ metrics is a step where the customer did not speak."""
     quiet = {"silence_run_s": 0.0, "overtalk_step_s": 0.0}
     calm = {**quiet, "customer_sentiment": 0.2, "customer_sentiment_avg": 0.2, "customer_angry": 0.05}
-    if kind == "angry":          # 15 s of anger, then calm
-        return [calm] * 10 + [{**quiet, "customer_sentiment": -0.7, "customer_sentiment_avg": -0.3, "customer_angry": 0.85}] * 15 + [calm] * 20
+    angry = {**quiet, "customer_sentiment": -0.7, "customer_sentiment_avg": -0.3, "customer_angry": 0.85}
+    if kind == "angry":          # three angry turns of 5 s, 2 s apart, then calm
+        return [calm] * 10 + ([angry] * 5 + [quiet] * 2) * 3 + [calm] * 40
     if kind == "silence":        # 35 s on hold
         return [calm] * 5 + [{"silence_run_s": float(k + 1), "overtalk_step_s": 0.0} for k in range(35)] + [calm] * 5
     if kind == "overtalk":
@@ -155,12 +158,54 @@ def scripted(kind: str) -> list[dict]:
     raise ValueError(kind)
 
 
+# angry: anger needs evidence from two turns, so it opens as the second angry turn starts (t=18); negativity builds
+# more slowly; both clear once 10 s of calm have drained the evidence under 0.5.
+EXPECTED_ANGRY = [(18, "customer_anger", "open"), (25, "customer_negative", "open"), (48, "customer_negative", "clear"), (52, "customer_anger", "clear")]
+# recovery: the sharp fall opens sentiment_drop; the long low stretch builds negativity evidence; both clear on recovery.
+EXPECTED_RECOVERY = [(10, "sentiment_drop", "open"), (24, "customer_negative", "open"), (47, "sentiment_drop", "clear"), (57, "customer_negative", "clear")]
+
+
+def with_evidence(series: list[dict], cfg) -> list[dict]:
+    """Add the evidence metrics the pipeline computes from the same steps (workers.evidence)."""
+    ev, out = CallEvidence(("agent", "customer")), []
+    rest = {k: 0.0 for k in ("calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised")}
+    for i, m in enumerate(series):
+        cust = {"speech": 0.0, "pause": [1.0, 1.0, 1.0]}
+        if "customer_angry" in m:
+            cust = {"speech": 0.9, "pause": [0.0, 0.0, 0.0], "s": m["customer_sentiment"], "e": {"angry": m["customer_angry"], **rest}}
+        out.append({**m, **ev.step(float(i + 1), {"agent": None, "customer": cust}, cfg, 1.0)})
+    return out
+
+
 @pytest.mark.parametrize("kind,expected", [
-    ("angry", [(20, "customer_anger", "open"), (30, "customer_anger", "clear")]),
+    ("angry", EXPECTED_ANGRY),
     ("silence", [(36, "long_silence", "open"), (41, "long_silence", "clear")]),
     ("overtalk", [(11, "overtalk", "open"), (40, "overtalk", "clear")]),
-    ("recovery", [(10, "sentiment_drop", "open"), (31, "customer_negative", "open"), (42, "customer_negative", "clear"), (47, "sentiment_drop", "clear")]),
+    ("recovery", EXPECTED_RECOVERY),
 ])
 def test_default_rules_raise_exactly_the_expected_alerts(kind, expected):
-    e = RuleEngine(RuleSet.load(DEFAULT))
-    assert run(e, scripted(kind)) == expected
+    rules = RuleSet.load(DEFAULT)
+    assert run(RuleEngine(rules), with_evidence(scripted(kind), rules.evidence)) == expected
+
+
+def test_also_conditions_must_all_hold_to_open_and_a_missing_metric_fails_them():
+    e = RuleEngine(one(BASE.replace("    cooldown_s: 20\n", "    cooldown_s: 20\n    also:\n      - {metric: customer_anger_turns, op: '>=', threshold: 2}\n")))
+    one_turn = [{"customer_angry": 0.9, "customer_anger_turns": 1}] * 15
+    assert run(e, one_turn) == []                        # held for 15 s, but from one turn only
+    missing = [{"customer_angry": 0.9}] * 15
+    assert run(RuleEngine(e.rules), missing, "c2") == []
+    two = [{"customer_angry": 0.9, "customer_anger_turns": 1}] * 5 + [{"customer_angry": 0.9, "customer_anger_turns": 2}] * 10
+    assert run(RuleEngine(e.rules), two, "c3") == [(15, "anger", "open")]   # the duration counts only where all hold
+    with pytest.raises(RuleError, match="also.0.op"):
+        one(BASE + "    also:\n      - {metric: x, op: '=', threshold: 1}\n")
+
+
+def test_an_opening_alert_carries_its_evidence():
+    e = RuleEngine(one(BASE))
+    got = []
+    for i in range(12):
+        got += e.evaluate("c1", float(i + 1), 0.0, {"customer_angry": 0.9},
+                          lambda m: {"level": 7.0, "spans": [[1.0, 3.0]]} if m == "customer_angry" else None)
+    assert len(got) == 1 and got[0].state == "open"
+    assert got[0].evidence == {"metric": "customer_angry", "value": 0.9, "held_from_t": 0.0, "t": 10.0, "level": 7.0, "spans": [[1.0, 3.0]]}
+    assert got[0].to_dict()["evidence"]["level"] == 7.0

@@ -15,6 +15,7 @@ from stream.settings import Settings
 from .audio import ANALYSIS_RATE_HZ
 from .batch import BatchResult
 from .call_state import CallState
+from .evidence import pauses
 from .metrics import WorkerMetrics
 from .vad import FRAME_S, speech_masks, speech_share
 
@@ -61,6 +62,7 @@ class Analyser:
             # What the call-level step will need, frozen now: legs are paired later, maybe in another batch,
             # and by then this leg may have moved on. Saved with the state, so batching never changes a result.
             info: dict = {"speech": round(speech_share(j.mask), 4), "cap": j.capture_end,
+                          "pause": [round(x, 3) for x in pauses(j.mask, FRAME_S)],
                           "loud": round(sc.loudness_dbfs, 2) if j.mask.any() and sc.loudness_dbfs is not None else None}
             if j.emotions is not None:
                 sc.add_scores((j.k + 1) * self.s.hop_s, j.emotions, j.sentiment)

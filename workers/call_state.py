@@ -18,6 +18,7 @@ from stream.redis_keys import LEGS
 from .audio import ANALYSIS_RATE_HZ
 from .conversation import Conversation
 from .jsonfmt import compact_json
+from .evidence import CallEvidence
 from .leg_audio import LegAudio
 from .vad import FRAME_S, VadState
 
@@ -148,11 +149,13 @@ class CallState:
     alerts: int = 0
     alert_rules: list[str] = field(default_factory=list)
     alerts_open: int = 0
+    alert_log: list[dict] = field(default_factory=list)   # the latest opened alerts with their evidence (drill-down)
     audio: dict[str, LegAudio] = field(default_factory=dict)
     vad: dict[str, VadState] = field(default_factory=dict)
     scores: dict[str, LegScores] = field(default_factory=dict)
     conversation: Conversation = field(default_factory=Conversation)
     rules_state: dict = field(default_factory=dict)
+    evidence: CallEvidence = field(default_factory=lambda: CallEvidence(LEGS))   # per-leg alert evidence
     risk_basis: dict = field(default_factory=dict)   # customer scores as of the last paired step
     recent_marks: deque = field(default_factory=deque)  # (t, silence, overtalk) of the last minute: display only, not saved
     end_requested: list | None = None   # [end event time, wall time it arrived]
@@ -176,13 +179,14 @@ class CallState:
         return compact_json({
             "v": 1, "meta": self.meta, "status": self.status, "started_at": self.started_at, "updated_at": self.updated_at,
             "steps": self.steps_done, "alerts": self.alerts, "alert_rules": self.alert_rules,
-            "alerts_open": self.alerts_open,
+            "alerts_open": self.alerts_open, "alog": self.alert_log,
             "anchor": {leg: a.anchor() for leg, a in self.audio.items()},
             "vad": {leg: v.to_dict() for leg, v in self.vad.items()},
             "scores": {leg: s.to_dict() for leg, s in self.scores.items()},
             "masks": {leg: {str(k): np.packbits(m).tobytes().hex() + f":{m.size}" for k, m in s.pending_masks.items()} for leg, s in self.scores.items()},
             "conv": self.conversation.to_dict(), "rules": self.rules_state, "end": self.end_requested,
             "info": {leg: {str(k): v for k, v in s.pending_info.items()} for leg, s in self.scores.items()}, "risk": self.risk_basis,
+            "ev": self.evidence.to_dict(),
         })
 
     @classmethod
@@ -190,7 +194,7 @@ class CallState:
         d = json.loads(text)
         c = cls(call_id, hop, window, horizon_s, meta=d["meta"], status=d["status"], started_at=d["started_at"],
                 updated_at=d["updated_at"], steps_done=d["steps"], alerts=d["alerts"], alert_rules=list(d["alert_rules"]),
-                alerts_open=d.get("alerts_open", 0))
+                alerts_open=d.get("alerts_open", 0), alert_log=list(d.get("alog", [])))
         for leg in LEGS:
             c.audio[leg] = LegAudio.from_anchor(hop, window, horizon_s, d["anchor"][leg])
             c.vad[leg] = VadState.from_dict(d["vad"][leg])
@@ -204,4 +208,5 @@ class CallState:
         for leg in LEGS:
             c.scores[leg].pending_info = {int(k): v for k, v in d.get("info", {}).get(leg, {}).items()}
         c.end_requested = d.get("end")
+        c.evidence = CallEvidence.from_dict(LEGS, d.get("ev"))
         return c

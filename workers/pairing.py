@@ -4,7 +4,7 @@ timeline entries, rule metrics, risk and alerts. A leg that lags (or never sends
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -12,16 +12,22 @@ from stream.settings import Settings
 
 from .batch import BatchResult
 from .call_state import CallState
+from .evidence import EvidenceConfig
 from .metrics import WorkerMetrics
 from .risk import call_risk
 from .vad import speech_share
 
 MAX_LEG_LAG_STEPS = 5   # a leg this far behind (or absent) counts as silent for call-level metrics
 SPARK_WINDOW_S = 60.0
+ALERT_LOG_KEEP = 10      # opened alerts (with evidence) kept in the call hash for the drill-down
+DEFAULT_EVIDENCE = EvidenceConfig()
 
 
 class RuleRunner(Protocol):
-    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float]) -> list: ...
+    evidence: EvidenceConfig     # the rules file's evidence: settings
+
+    def evaluate(self, call_id: str, t: float, at: float, metrics: dict[str, float],
+                 evidence: Callable[[str], dict | None] | None = None) -> list: ...
     def export_state(self, call_id: str) -> dict: ...
     def restore_state(self, call_id: str, state: dict) -> None: ...
     def forget(self, call_id: str) -> None: ...
@@ -67,6 +73,8 @@ class StepPairer:
         if cust and "avg" in cust:
             call.risk_basis = {"avg": cust["avg"], "ang": cust["ang"], "start": cust["start"]}
         metrics = rule_metrics(info, conv)
+        ev_cfg = DEFAULT_EVIDENCE if self.rules is None else self.rules.evidence
+        metrics.update(call.evidence.step(t, info, ev_cfg, self.s.hop_s))
         metrics["risk"] = call_risk(call, conv["silence_run_s"])
         at = next((i["cap"] for i in info.values() if i and i["cap"] is not None), call.updated_at or self.clock())
         call.updated_at = at
@@ -75,9 +83,9 @@ class StepPairer:
         while call.recent_marks and call.recent_marks[0][0] <= t - SPARK_WINDOW_S:
             call.recent_marks.popleft()
         for leg, mask in zip(("agent", "customer"), masks):
-            out.timeline.append((call.call_id, _timeline_entry(t, leg, mask, conv, info[leg])))
+            out.timeline.append((call.call_id, _timeline_entry(t, leg, mask, conv, info[leg], metrics)))
         if self.rules is not None:
-            for alert in self.rules.evaluate(call.call_id, t, at, metrics):
+            for alert in self.rules.evaluate(call.call_id, t, at, metrics, lambda m: call.evidence.details(ev_cfg).get(m)):
                 self._on_alert(call, alert, out)
             call.rules_state = self.rules.export_state(call.call_id)
 
@@ -88,6 +96,8 @@ class StepPairer:
             call.alerts_open += 1
             if alert.rule not in call.alert_rules:
                 call.alert_rules.append(alert.rule)
+            call.alert_log.append({"alert_id": alert.alert_id, "rule": alert.rule, "t": alert.t, "evidence": alert.evidence})
+            del call.alert_log[:-ALERT_LOG_KEEP]
             self.m.alerts.labels(alert.rule, alert.severity, call.meta.get("queue", "") or "unknown").inc()
         else:
             call.alerts_open = max(0, call.alerts_open - 1)
@@ -108,7 +118,7 @@ def rule_metrics(info: dict, conv: dict) -> dict[str, float]:
     return m
 
 
-def _timeline_entry(t: float, leg: str, mask: np.ndarray, conv: dict, i: dict | None) -> dict[str, str]:
+def _timeline_entry(t: float, leg: str, mask: np.ndarray, conv: dict, i: dict | None, metrics: dict[str, float]) -> dict[str, str]:
     entry = {"t": f"{t:g}", "leg": leg, "speech": f"{speech_share(mask):.2f}", "silence": str(conv["silence"]),
              "overtalk": f"{conv['overtalk_step_s']:.2f}"}
     if i and "e" in i:
@@ -116,4 +126,7 @@ def _timeline_entry(t: float, leg: str, mask: np.ndarray, conv: dict, i: dict | 
         entry.update(sentiment=f"{i['s']:.3f}", emotion=top, emotion_score=f"{i['e'][top]:.3f}")
     if i and i["loud"] is not None:
         entry["loudness_dbfs"] = f"{i['loud']:.1f}"
+    if f"{leg}_anger_evidence" in metrics:     # what the anger and negativity rules watch, for the drill-down
+        entry["anger_evidence"] = f"{metrics[f'{leg}_anger_evidence']:.3f}"
+        entry["negative_evidence"] = f"{metrics[f'{leg}_negative_evidence']:.3f}"
     return entry

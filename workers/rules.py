@@ -17,11 +17,29 @@ over the last ``within_s`` seconds of call time:
         clear_threshold: 0.4         # hysteresis: clears only past this (default: threshold)
         clear_for_s: 5               # ... for this long (default 0)
         cooldown_s: 60               # after a clear, no reopening for this long
+        also:                        # optional: further conditions of the same step, all needed to open
+          - {metric: customer_speech, op: ">", threshold: 0.2}
 
 All time is call time (seconds of audio), so a replayed call raises the same alerts at the same moments. Each
 step covers ``step_s`` (1 s) of call time: a condition "holds for 10 s" once it held at 10 steps in a row.
 When the metric is missing at a step (say, the customer did not speak), pending durations neither advance nor
 reset. One alert per rule per call is open at a time.
+
+Evidence metrics (``workers.evidence``), present at every step for both legs, e.g. for the customer:
+``customer_anger_evidence`` and ``customer_negative_evidence`` (decaying evidence over the leg's turns, in
+seconds of fully voiced speech past the reference), and, at steps where the customer spoke, ``customer_anger_p``
+and ``customer_negative_p`` (calibrated probabilities of the window) and ``customer_anger_rel`` and
+``customer_negative_rel`` (the same minus the leg's own baseline). Their settings (calibration, half-lives,
+references, baseline) live in an optional top-level ``evidence:`` section of the same file (``EvidenceConfig``):
+
+    evidence:
+      baseline_windows: 8
+      calibration: {angry: {a: 1.2, b: 0.3}, negative: {a: -3.0, b: -1.0}, fitted_on: "..."}
+      anger: {half_life_s: 60, ref_abs: 0.5, ref_rel: 0.15, spread_k: 1.0, prior_baseline: 0.2}
+
+An opening alert carries ``evidence``: the metric, its value and the call time since which the condition held;
+for evidence metrics also the level, the peak probability and its time, the leg's baseline and its spread, and
+the call-time spans of the windows that built the evidence.
 """
 
 from __future__ import annotations
@@ -31,10 +49,12 @@ import os
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .evidence import EvidenceConfig
 
 log = logging.getLogger(__name__)
 OPS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t, "<=": lambda v, t: v <= t}
@@ -44,6 +64,14 @@ MAX_WINDOW_S = 600.0
 
 class RuleError(ValueError):
     pass
+
+
+class Condition(BaseModel):
+    """A further condition that must hold, at the same step, for a rule to open (a missing metric fails it)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    metric: str = Field(min_length=1)
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float
 
 
 class Rule(BaseModel):
@@ -62,6 +90,7 @@ class Rule(BaseModel):
     clear_threshold: float | None = None
     clear_for_s: float = Field(0.0, ge=0)
     cooldown_s: float = Field(0.0, ge=0)
+    also: tuple[Condition, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Rule":
@@ -77,8 +106,9 @@ class Rule(BaseModel):
 
 
 class RuleSet:
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
+    def __init__(self, rules: tuple[Rule, ...], evidence: EvidenceConfig | None = None) -> None:
         self.rules = rules
+        self.evidence = evidence or EvidenceConfig()
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<string>") -> "RuleSet":
@@ -88,6 +118,14 @@ class RuleSet:
             raise RuleError(f"{source}: not valid YAML: {exc}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
             raise RuleError(f"{source}: expected a mapping with a list under 'rules'")
+        unknown = set(doc) - {"rules", "evidence"}
+        if unknown:
+            raise RuleError(f"{source}: unknown top-level keys {sorted(unknown)}; expected 'rules' and optionally 'evidence'")
+        try:
+            evidence = EvidenceConfig.model_validate(doc.get("evidence") or {})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'evidence'}: {e['msg']}" for e in exc.errors())
+            raise RuleError(f"{source}: evidence: {problems}") from None
         rules, seen = [], set()
         for i, raw in enumerate(doc["rules"]):
             name = raw.get("name", f"#{i + 1}") if isinstance(raw, dict) else f"#{i + 1}"
@@ -100,7 +138,7 @@ class RuleSet:
                 raise RuleError(f"{source}: rule {rule.name!r} (#{i + 1}): duplicate name")
             seen.add(rule.name)
             rules.append(rule)
-        return cls(tuple(rules))
+        return cls(tuple(rules), evidence)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RuleSet":
@@ -120,6 +158,7 @@ class Alert:
     t: float            # call time, seconds
     at: float           # capture time, epoch seconds
     message: str
+    evidence: dict | None = None   # open alerts: what made the rule fire (see RuleEngine.evaluate)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,7 +207,15 @@ class RuleEngine:
         log.info("alert rules reloaded from %s: %d rules", self.path, len(new.rules))
         return True
 
-    def evaluate(self, call_id: str, t: float, at: float, metrics: Mapping[str, float]) -> list[Alert]:
+    @property
+    def evidence(self) -> EvidenceConfig:
+        return self.rules.evidence
+
+    def evaluate(self, call_id: str, t: float, at: float, metrics: Mapping[str, float],
+                 evidence: Callable[[str], dict | None] | None = None) -> list[Alert]:
+        """Alerts opened or cleared at this step. An opening alert carries ``evidence``: the metric, its value, the
+        call-time span over which the condition held, and, for metrics that have them (``evidence(metric)``), the
+        details behind the value (``workers.evidence``)."""
         states = self._calls.setdefault(call_id, {})
         out = []
         for rule in self.rules.rules:
@@ -178,13 +225,17 @@ class RuleEngine:
                 continue
             # A step of call time [t - step_s, t] counts toward a duration when its condition holds.
             if st.open_id is None:
-                if OPS[rule.op](value, rule.threshold) and t >= st.cooldown_until:
+                if OPS[rule.op](value, rule.threshold) and t >= st.cooldown_until and self._also(rule, metrics):
                     st.held += self.step_s
                     if st.held >= rule.for_s:
                         st.open_id = f"{call_id}:{rule.name}:{int(round(t * 1000))}"
                         st.opened_value = value
                         st.clear_held = 0.0
-                        out.append(self._alert(rule, st.open_id, call_id, "open", value, rule.threshold, t, at))
+                        ev = {"metric": rule.metric, "value": round(float(value), 4), "held_from_t": round(t - st.held, 3), "t": t}
+                        extra = evidence(rule.metric) if evidence is not None else None
+                        if extra:
+                            ev.update(extra)
+                        out.append(self._alert(rule, st.open_id, call_id, "open", value, rule.threshold, t, at, ev))
                 else:
                     st.held = 0.0
             else:
@@ -197,6 +248,10 @@ class RuleEngine:
                 else:
                     st.clear_held = 0.0
         return out
+
+    @staticmethod
+    def _also(rule: Rule, metrics: Mapping[str, float]) -> bool:
+        return all(metrics.get(c.metric) is not None and OPS[c.op](metrics[c.metric], c.threshold) for c in rule.also)
 
     @staticmethod
     def _value(rule: Rule, st: _RuleState, t: float, x: float | None) -> float | None:
@@ -216,14 +271,15 @@ class RuleEngine:
         return max(values) - values[-1]   # drop_over
 
     @staticmethod
-    def _alert(rule: Rule, alert_id: str, call_id: str, state: str, value: float, threshold: float, t: float, at: float) -> Alert:
+    def _alert(rule: Rule, alert_id: str, call_id: str, state: str, value: float, threshold: float, t: float, at: float,
+               evidence: dict | None = None) -> Alert:
         what = rule.description or rule.name
         if state == "open":
             msg = f"{what} ({rule.metric}{'' if rule.aggregate == 'value' else f' {rule.aggregate} {rule.within_s:g} s'} {value:.2f} {rule.op} {threshold:g} for {rule.for_s:g} s)"
         else:
             msg = f"cleared: {what} ({rule.metric} {value:.2f})"
         return Alert(alert_id, call_id, rule.name, rule.severity, None if rule.leg == "none" else rule.leg, state,
-                     round(float(value), 4), float(threshold), float(t), float(at), msg)
+                     round(float(value), 4), float(threshold), float(t), float(at), msg, evidence)
 
     def open_alerts(self, call_id: str) -> list[str]:
         return [st.open_id for st in self._calls.get(call_id, {}).values() if st.open_id]

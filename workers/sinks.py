@@ -149,4 +149,6 @@ def _field(v) -> str:
         return ""
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        return finite_json.dumps(v, separators=(",", ":"))
     return str(v)

@@ -41,7 +41,7 @@ function renderCalls() {
 function renderAlerts() {
   $("#alert-list").innerHTML = state.alerts.map((a) => `<li class="${esc(a.severity)} ${esc(a.state)}" data-testid="alert-item" data-alert-id="${esc(a.alert_id)}">
     <span class="sev">${a.state === "open" ? (a.severity === "critical" ? "⚠⚠" : "⚠") : "✓"} ${esc(a.severity)}</span>
-    <b>${esc(a.rule)}</b> · ${esc(a.call_id)} at ${mmss(a.t)}<br>${esc(a.message)}
+    <b>${esc(a.rule)}</b> · ${esc(a.call_id)} at ${mmss(a.t)}<br>${esc(a.message)}${a.state === "open" && a.evidence ? "<br>" + evidenceText(a.evidence) : ""}
     ${a.state === "open" ? (a.acked ? `<span class="acked" data-testid="acked">acknowledged by ${esc(a.acked.by)}</span>` : `<button data-testid="ack" data-ack="${esc(a.alert_id)}">acknowledge</button>`) : ""}</li>`).join("")
     || `<li class="empty">No alerts.</li>`;
 }
@@ -58,23 +58,65 @@ function renderKpis() {
     || `<p class="empty">No ended calls yet: KPIs appear when calls end.</p>`;
 }
 
-async function drill(id) {
-  const r = await fetch(`/api/calls/${encodeURIComponent(id)}`);
-  if (!r.ok) return;
-  const c = await r.json();
-  $("#drill-title").textContent = `${c.call_id} — ${c.status}`;
-  $("#drill-meta").innerHTML = `${esc(c.queue)} · ${esc(c.campaign)} · agent ${esc(c.agent_id)} · ${mmss(c.duration_s)} · talk ${fmt(c.agent_talk_ratio * 100, 0)}% / ${fmt(c.customer_talk_ratio * 100, 0)}% · interruptions ${c.interruptions_agent ?? 0} / ${c.interruptions_customer ?? 0}`;
-  const W = 1000, H = 260, T = Math.max(10, ...c.timeline.map((e) => e.t));
-  const x = (t) => (t / T) * W, y = (v) => 130 - v * 100;
-  let svg = `<line x1="0" x2="${W}" y1="130" y2="130" stroke="#ccc"/>`;
-  for (const e of c.timeline) {
-    const band = e.leg === "agent" ? 236 : 246;
-    if (e.speech > 0) svg += `<rect x="${x(e.t - 1)}" y="${band}" width="${W / T}" height="8" fill="var(--${e.leg})" opacity="${0.3 + 0.7 * e.speech}"><title>${e.leg} speech ${fmt(e.speech * 100, 0)}%</title></rect>`;
-    if (e.leg === "customer" && e.silence) svg += `<rect x="${x(e.t - 1)}" y="0" width="${W / T}" height="${H - 30}" fill="#888" opacity="0.12"><title>silence</title></rect>`;
-    if (e.leg === "customer" && e.overtalk > 0) svg += `<rect x="${x(e.t - 1)}" y="226" width="${W / T}" height="8" fill="var(--neg)"><title>overtalk ${fmt(e.overtalk, 1)} s</title></rect>`;
+// -- drill-down drawing: the call's timeline (labelled axes, emotion bands over the turns, alert markers and the
+// evidence behind each alert) and the evidence panel.
+const EMO_COLOURS = { angry: "#D55E00", disgust: "#8C510A", fearful: "#CC79A7", sad: "#0072B2", bored: "#7F7F7F",
+  neutral: "#BBBBBB", calm: "#56B4E9", happy: "#009E73", surprised: "#F0E442" };
+const TL = { W: 1000, H: 300, L: 62, R: 990, top: 14, mid: 84, bot: 154, bands: { agent: 166, customer: 182 }, bandH: 13, evTop: 204, evBot: 244, axis: 258 };
+
+function timeTicks(T) {
+  const step = [5, 10, 15, 30, 60, 120, 300, 600].find((s) => T / s <= 12) || 1200;
+  const out = [];
+  for (let t = 0; t <= T + 1e-9; t += step) out.push(t);
+  return out;
+}
+
+function evidenceText(ev) {
+  if (!ev) return "";
+  const spans = (ev.spans || []).map(([a, b]) => `${mmss(a)}–${mmss(b)}`).join(", ");
+  const what = ev.level !== undefined
+    ? `evidence ${fmt(ev.level)} · peak ${fmt(ev.peak)} at ${mmss(ev.peak_t)} vs baseline ${fmt(ev.baseline)}${ev.baseline_ready ? "" : " (prior)"} · ${ev.windows} windows over ${ev.turns ?? "?"} turn${ev.turns === 1 ? "" : "s"}`
+    : `${esc(ev.metric)} ${fmt(ev.value)} since ${mmss(ev.held_from_t)}`;
+  return `<span class="evidence" data-testid="alert-evidence">${what}${spans ? ` · heard ${spans}` : ""}</span>`;
+}
+
+function drawTimeline(c) {
+  const { W, L, R, top, mid, bot, bands, bandH, evTop, evBot, axis } = TL;
+  const T = Math.max(10, ...c.timeline.map((e) => e.t));
+  const x = (t) => L + (Math.max(0, t) / T) * (R - L), dx = (R - L) / T;
+  const y = (v) => mid - v * (mid - top);
+  let svg = "";
+  // sentiment axis
+  for (const v of [-1, -0.5, 0, 0.5, 1]) {
+    svg += `<line x1="${L}" x2="${R}" y1="${y(v)}" y2="${y(v)}" stroke="${v ? "#eee" : "#ccc"}"/><text x="${L - 4}" y="${y(v) + 4}" text-anchor="end" class="tick">${v > 0 ? "+" : ""}${v}</text>`;
   }
+  svg += `<text transform="translate(13 ${mid}) rotate(-90)" text-anchor="middle" class="axis-label">sentiment</text>`;
+  // time axis
+  svg += `<line x1="${L}" x2="${R}" y1="${axis}" y2="${axis}" stroke="#999"/>`;
+  for (const t of timeTicks(T)) svg += `<line x1="${x(t)}" x2="${x(t)}" y1="${axis}" y2="${axis + 5}" stroke="#999"/><text x="${x(t)}" y="${axis + 17}" text-anchor="middle" class="tick">${mmss(t)}</text>`;
+  svg += `<text x="${(L + R) / 2}" y="${axis + 36}" text-anchor="middle" class="axis-label">call time (m:ss)</text>`;
+  // emotion bands over the turns: one row per leg, coloured by the window's top emotion, faded by its speech share
+  for (const [leg, by] of Object.entries(bands)) svg += `<text x="${L - 4}" y="${by + 10}" text-anchor="end" class="tick">${leg}</text>`;
+  let evMax = 1;
+  for (const e of c.timeline) {
+    const by = bands[e.leg];
+    if (by === undefined) continue;
+    if (e.speech > 0) {
+      const colour = e.emotion ? EMO_COLOURS[e.emotion] || "#666" : "#ddd";
+      svg += `<rect x="${x(e.t - 1)}" y="${by}" width="${dx + 0.5}" height="${bandH}" fill="${colour}" opacity="${0.35 + 0.65 * e.speech}"><title>${mmss(e.t)} ${e.leg}: ${esc(e.emotion || "speech, not scored")}${e.emotion_score ? " " + fmt(e.emotion_score) : ""}</title></rect>`;
+    }
+    if (e.leg === "customer" && e.silence) svg += `<rect x="${x(e.t - 1)}" y="${top}" width="${dx}" height="${bot - top}" fill="#888" opacity="0.10"><title>silence</title></rect>`;
+    if (e.leg === "customer" && e.anger_evidence !== undefined) evMax = Math.max(evMax, e.anger_evidence, e.negative_evidence || 0);
+  }
+  const alerts = (c.alert_log || []).filter((a) => a.evidence);
+  for (const a of alerts) if (a.evidence.level !== undefined) evMax = Math.max(evMax, a.evidence.level);
+  evMax *= 1.15;
+  // evidence behind each alert: the spans of the windows that built it, shaded over the plot
+  for (const a of alerts) for (const [s0, s1] of a.evidence.spans || []) {
+    svg += `<rect x="${x(s0)}" y="${top}" width="${Math.max(x(s1) - x(s0), 1)}" height="${bands.customer + bandH - top}" fill="var(--neg)" opacity="0.13" data-testid="evidence-span"><title>${esc(a.rule)} evidence ${mmss(s0)}–${mmss(s1)}</title></rect>`;
+  }
+  // sentiment lines, one polyline per talk stretch (a line across a silence would invent scores nobody measured)
   for (const leg of ["agent", "customer"]) {
-    // one polyline per talk stretch: a line across a silence would invent scores nobody measured
     let run = [], last = -1e9;
     const flush = () => { if (run.length) svg += `<polyline fill="none" stroke="var(--${leg})" stroke-width="2.5" points="${run.join(" ")}"/>`; run = []; };
     for (const e of c.timeline.filter((e) => e.leg === leg && e.sentiment !== undefined)) {
@@ -84,9 +126,38 @@ async function drill(id) {
     }
     flush();
   }
-  $("#timeline").innerHTML = svg;
-  const emos = c.timeline.filter((e) => e.leg === "customer" && e.emotion).map((e) => `${mmss(e.t)} ${esc(e.emotion)}`);
-  $("#drill-emotions").innerHTML = `<p><b>customer emotion timeline:</b> ${emos.slice(-40).join(" · ") || "–"}</p>`;
+  // the customer's evidence levels (what the anger and negative rules watch)
+  const ey = (v) => evBot - (v / evMax) * (evBot - evTop);
+  svg += `<rect x="${L}" y="${evTop}" width="${R - L}" height="${evBot - evTop}" fill="#f3f4f6"/><text x="${L - 4}" y="${evTop + 10}" text-anchor="end" class="tick">${fmt(evMax / 1.15, 1)}</text><text x="${L - 4}" y="${evBot}" text-anchor="end" class="tick">0</text>`;
+  svg += `<text x="${L + 4}" y="${evTop + 11}" class="tick">customer evidence: anger ━ negative ┅</text>`;
+  for (const [key, dash] of [["anger_evidence", ""], ["negative_evidence", "4 3"]]) {
+    const pts = c.timeline.filter((e) => e.leg === "customer" && e[key] !== undefined).map((e) => `${x(e.t).toFixed(1)},${ey(e[key]).toFixed(1)}`);
+    if (pts.length) svg += `<polyline fill="none" stroke="var(--neg)" stroke-width="1.8" stroke-dasharray="${dash}" points="${pts.join(" ")}"/>`;
+  }
+  // alert markers
+  (c.alert_log || []).forEach((a, i) => {    // labels stagger over three rows so that close alerts stay readable
+    const anchor = x(a.t) > R - 150 ? "end" : "start", lx = x(a.t) + (anchor === "end" ? -3 : 3);
+    svg += `<g data-testid="alert-marker"><line x1="${x(a.t)}" x2="${x(a.t)}" y1="${top - 6}" y2="${evBot}" stroke="var(--neg)" stroke-width="2"/><text x="${lx}" y="${top + 6 + 13 * (i % 3)}" text-anchor="${anchor}" class="alert-label">⚠ ${esc(a.rule)} ${mmss(a.t)}</text><title>${esc(a.rule)} opened at ${mmss(a.t)}</title></g>`;
+  });
+  return svg;
+}
+
+function evidencePanel(c) {
+  const rows = (c.alert_log || []).map((a) => `<li data-testid="evidence-row"><b>${esc(a.rule)}</b> opened at ${mmss(a.t)}: ${evidenceText(a.evidence)}</li>`);
+  return rows.length ? `<h3>Why the alerts fired</h3><ul class="evidence-list">${rows.join("")}</ul>` : "";
+}
+
+async function drill(id) {
+  const r = await fetch(`/api/calls/${encodeURIComponent(id)}`);
+  if (!r.ok) return;
+  const c = await r.json();
+  $("#drill-title").textContent = `${c.call_id} — ${c.status}`;
+  $("#drill-meta").innerHTML = `${esc(c.queue)} · ${esc(c.campaign)} · agent ${esc(c.agent_id)} · ${mmss(c.duration_s)} · talk ${fmt(c.agent_talk_ratio * 100, 0)}% / ${fmt(c.customer_talk_ratio * 100, 0)}% · interruptions ${c.interruptions_agent ?? 0} / ${c.interruptions_customer ?? 0}`;
+  $("#timeline").setAttribute("viewBox", `0 0 ${TL.W} ${TL.H}`);
+  $("#timeline").innerHTML = drawTimeline(c);
+  $("#drill-emotions").innerHTML = `<p class="emo-legend">${Object.entries(EMO_COLOURS).map(([k, v]) => `<i class="sw" style="background:${v}"></i> ${k}`).join(" ")}
+    · <i class="sw" style="background:var(--neg);opacity:.35"></i> evidence behind an alert · <b style="color:var(--neg)">│</b> alert</p>`;
+  $("#drill-evidence").innerHTML = evidencePanel(c);
   const s = c.summary;
   $("#drill-summary").innerHTML = s ? `<h3>End of call (${esc(s.end_reason)})</h3><p>duration ${mmss(s.duration_s)} · customer sentiment start ${fmt(s.customer_sentiment_start)} → end ${fmt(s.customer_sentiment_end)} (min ${fmt(s.customer_sentiment_min)}, mean ${fmt(s.customer_sentiment_mean)}) · silence ${fmt(s.silence_s, 0)} s (longest ${fmt(s.longest_silence_s, 0)} s) · overtalk ${fmt(s.overtalk_s, 1)} s · dominant emotions: agent ${esc(s.agent_dominant_emotion)}, customer ${esc(s.customer_dominant_emotion)} · alerts ${s.alerts} ${esc((s.alert_rules || []).join(", "))}</p>` : "<p>Call in progress.</p>";
   $("#drill").classList.remove("hidden");
