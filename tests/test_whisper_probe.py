@@ -1,0 +1,93 @@
+"""The layer probe's protocol and the per-leg normalisation, on synthetic pooled features (no model, no corpora)."""
+
+import numpy as np
+import pytest
+
+from onnx_models import whisper_probe as wp
+from onnx_models.labels import EMOTIONS
+from onnx_models.whisper_legnorm import GlobalStats, causal_zscore, running_zscore, speaker_zscore
+
+DIM = 12
+
+
+def test_running_zscore_is_causal_and_converges_to_the_legs_statistics():
+    rng = np.random.default_rng(0)
+    leg = rng.normal(5.0, 2.0, size=(400, 3))
+    prior = GlobalStats(np.zeros(3), np.ones(3))
+    z = running_zscore(leg, prior, prior_windows=10)
+    # causal: changing the future never changes the past
+    changed = leg.copy()
+    changed[200:] += 100
+    np.testing.assert_array_equal(running_zscore(changed, prior, 10)[:200], z[:200])
+    # first window: almost the global statistics (1 leg window against 10 prior ones)
+    assert abs(z[0, 0] - (leg[0, 0] - leg[0, 0] / 11) / np.sqrt(10 / 11 + (leg[0, 0] ** 2) * 10 / 121)) < 1e-4
+    # late windows: the leg's own statistics dominate
+    np.testing.assert_allclose(z[300:].mean(0), 0.0, atol=0.25)
+    np.testing.assert_allclose(z[300:].std(0), 1.0, atol=0.15)
+
+
+def test_causal_zscore_follows_arrival_order_per_group():
+    x = np.arange(6, dtype=np.float64)[:, None] * np.ones((1, 2))
+    groups = np.array(["a", "b", "a", "b", "a", "b"])
+    order = np.array([2, 0, 1, 1, 0, 2])
+    prior = GlobalStats(np.zeros(2), np.ones(2))
+    out = causal_zscore(x, groups, order, prior, 3)
+    a_rows = np.array([4, 2, 0])            # group a in arrival order
+    np.testing.assert_allclose(out[a_rows], running_zscore(x[a_rows], prior, 3), rtol=1e-6)
+    offline = speaker_zscore(x, groups)
+    np.testing.assert_allclose(offline[a_rows].mean(0), 0, atol=1e-6)
+
+
+def _synthetic_windows(rng) -> wp.Windows:
+    """Three corpora of speakers whose features = emotion direction + a large per-speaker offset + noise."""
+    emotion_dir = {e: rng.normal(0, 1.0, DIM) for e in EMOTIONS}
+    spec = {"emovo": (6, ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")),
+            "ravdess": (6, EMOTIONS), "emodb": (4, ("angry", "disgust", "fearful", "happy", "neutral", "sad"))}
+    feats, clip, channel, leg, order, clips = [], [], [], [], [], []
+    for corpus, (n_spk, emotions) in spec.items():
+        for s in range(n_spk):
+            speaker, sex = f"{corpus}_{s}", "fm"[s % 2]
+            offset = rng.normal(0, 4.0, DIM)
+            for rep in range(4):
+                for e in emotions:
+                    cid = len(clips)
+                    clips.append(wp.Clip(corpus, speaker, sex, e, np.empty(0, np.float32)))
+                    for kind in wp.CHANNELS:
+                        for k in range(2):
+                            v = emotion_dir[e] + offset + rng.normal(0, 0.8, DIM)
+                            feats.append(np.tile(v, (wp.N_LAYERS, 2))[:, :2 * DIM])
+                            clip.append(cid)
+                            channel.append(kind)
+                            leg.append(f"{corpus}/{speaker}|{kind}")
+                            order.append(int(rng.integers(0, 10 ** 6)))
+    return wp.Windows(np.array(feats, np.float16), np.array(clip), np.array(channel), np.array(leg), np.array(order), clips)
+
+
+def test_probe_protocol_runs_every_task_and_speaker_normalisation_removes_speaker_offsets():
+    rng = np.random.default_rng(1)
+    w = _synthetic_windows(rng)
+    task_list = wp.tasks(w.clips)
+    assert [t[0] for t in task_list] == ["fold0", "fold1", "fold2", "ravdess+emodb->emovo", "emovo+emodb->ravdess", "emovo+ravdess->emodb"]
+    for name, train, test, _ in task_list:
+        assert not {w.clips[i].speaker for i in train} & {w.clips[i].speaker for i in test}, name
+    x = w.feats[:, wp.VIEWS["L1-5"]].reshape(len(w.feats), -1).astype(np.float32)
+    ua = {}
+    for norm in wp.NORMS:
+        results = []
+        for task in task_list:
+            rows = np.flatnonzero(np.isin(w.clip, list(task[1])))
+            results.append(wp.run_task(wp.normalised(x, w, norm, rows, 10), w, task, sentiment=norm == "speaker"))
+        summary = wp.summarise(results)
+        ua[norm] = summary["loco mean clean clip ua"]
+        assert 0.0 <= summary["emovo telephone window f1"] <= 1.0
+    assert ua["speaker"] > ua["none"] + 0.2
+    assert ua["causal"] > ua["none"] + 0.1
+    assert ua["speaker"] > 0.8
+
+
+def test_weights_balance_classes_and_corpora():
+    w = wp._weights(np.array([0, 0, 0, 1]), np.array(["a"] * 4))
+    assert w[:3].sum() == pytest.approx(w[3])
+    w = wp._weights(np.array([0] * 4), np.array(["a", "a", "a", "b"]))
+    assert w[:3].sum() == pytest.approx(w[3])
+    assert w.mean() == pytest.approx(1.0)
