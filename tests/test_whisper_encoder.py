@@ -64,3 +64,37 @@ def test_truncated_encoder_stops_early_with_the_same_states(model_folder):
     assert len(first3) == 4
     for a, b in zip(full[:4], first3):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_torch_encoder_loads_into_openai_whisper_and_matches_every_layer(model_folder):
+    """The converter's state dict loads strictly into openai-whisper's AudioEncoder (30 s input, as it demands),
+    and the length-free `EncoderLayers` gives the numpy encoder's states layer by layer."""
+    torch = pytest.importorskip("torch", reason="torch is only in the training venv")
+    from onnx_models.whisper_ct2 import read_model
+    from onnx_models.whisper_torch import load_encoder, state_dict_from_ct2
+    mel = log_mel(_speechlike(2, 2.0, seed=5))
+    ours = load_encoder(model_folder)
+    with torch.no_grad():
+        states = [s.numpy() for s in ours(torch.from_numpy(mel))]
+    for a, b in zip(states, WhisperEncoder.load(model_folder).hidden_states(mel)):
+        assert _cosines(a, b).min() > 0.99999
+    whisper_model = pytest.importorskip("whisper.model", reason="openai-whisper not installed")
+    reference = whisper_model.AudioEncoder(80, 1500, 512, 8, 6)
+    reference.load_state_dict(state_dict_from_ct2(read_model(model_folder, prefix="encoder/")[1]), strict=True)
+    mel30 = torch.from_numpy(log_mel(_speechlike(1, 30.0, seed=6)))
+    with torch.no_grad():
+        assert _cosines(reference(mel30).numpy(), ours(mel30)[-1].numpy()).min() > 0.99999
+
+
+def test_onnx_pooled_layers_graph_equals_numpy_features(model_folder, tmp_path):
+    """The exported waveform -> pooled layers graph (torch front end + encoder, run by onnxruntime) against the
+    numpy front end and encoder."""
+    pytest.importorskip("torch", reason="torch is only in the training venv")
+    import onnxruntime as ort
+    from onnx_models.whisper_export import PooledLayers, export
+    path = export(PooledLayers(model_folder, layers=3), tmp_path / "pooled.onnx", "pooled_layers", {})
+    wave = _speechlike(3, 2.0, seed=7)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"waveform": wave})[0]
+    want = pooled(WhisperEncoder.load(model_folder).hidden_states(log_mel(wave), layers=3))
+    assert got.shape == want.shape == (3, 4, 1024)
+    assert _cosines(got, want).min() > 0.99999
