@@ -1,14 +1,16 @@
 """Per-speaker (per call leg) normalisation of pooled encoder features: offline over all of a speaker's windows,
 or causal with running statistics and a warm-up prior, which is what a live call allows.
 
-Causal rule: after a leg's n-th scored window (that window included), the leg's mean and variance are those of its
-n windows so far pooled with ``prior_windows`` pseudo-windows drawn from the training set's global statistics:
+Causal rule: a leg's window is normalised with the mean and variance of the n windows the leg had before it,
+pooled with ``prior_windows`` (k) pseudo-windows of the training set's global statistics:
 
-    mean_n = (k * mean_g + sum x_i) / (k + n)
-    var_n  = (k * (var_g + mean_g^2) + sum x_i^2) / (k + n) - mean_n^2
+    mean_n = (k * mean_g + sum_{i<=n} x_i) / (k + n)
+    var_n  = (k * (var_g + mean_g^2) + sum_{i<=n} x_i^2) / (k + n) - mean_n^2
 
-so the first windows are normalised almost as with the global statistics, and the leg's own statistics take over
-smoothly (at n = k they weigh half). This is the state a worker would keep per leg: n, sum x, sum x^2.
+so a leg's first window is normalised with the global statistics, and the leg's own take over smoothly (at n = k
+they weigh half). The current window is left out so that one model call per window suffices: the model returns
+the window's pooled features beside its scores, and the worker adds them to the leg's state (n, sum x, sum x^2)
+afterwards.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ def speaker_zscore(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
 def running_zscore(x: np.ndarray, prior: GlobalStats, prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> np.ndarray:
     """One leg's rows (in arrival order) z-scored causally by the rule in the module docstring."""
     xs = x.astype(np.float64)
-    n = np.arange(1, len(xs) + 1)[:, None]
+    n = np.arange(len(xs))[:, None]                                  # windows before this one
     k = float(prior_windows)
-    mean = (k * prior.mean + np.cumsum(xs, 0)) / (k + n)
-    ex2 = (k * (prior.var + prior.mean ** 2) + np.cumsum(xs ** 2, 0)) / (k + n)
+    zero = np.zeros((1, xs.shape[1]))
+    sum1 = np.concatenate([zero, np.cumsum(xs, 0)[:-1]])
+    sum2 = np.concatenate([zero, np.cumsum(xs ** 2, 0)[:-1]])
+    mean = (k * prior.mean + sum1) / (k + n)
+    ex2 = (k * (prior.var + prior.mean ** 2) + sum2) / (k + n)
     var = np.maximum(ex2 - mean ** 2, VAR_FLOOR)
     return ((xs - mean) / np.sqrt(var)).astype(np.float32)
 
