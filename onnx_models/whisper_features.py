@@ -1,6 +1,6 @@
 """Pooled Whisper-base features of every 2 s window the workers would score, per layer, cached outside the repo.
 
-    python -m onnx_models.whisper_export --layers 6 --out /work/feat/whisper_pooled_l6.onnx    # training venv (torch)
+    python -m onnx_models.whisper_export pooled --layers 6 --out /work/feat/whisper_pooled_l6.onnx    # training venv (torch)
     nice -n 15 python -m onnx_models.whisper_features --onnx /work/feat/whisper_pooled_l6.onnx --cache /work/feat/whisper_base_layers
 
 For each corpus (EMOVO, RAVDESS, EmoDB) and channel (clean 8 kHz, telephone band: the test channel of

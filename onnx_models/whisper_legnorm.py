@@ -68,3 +68,26 @@ def causal_zscore(x: np.ndarray, groups: np.ndarray, order: np.ndarray, prior: G
         rows = rows[np.argsort(order[rows], kind="stable")]
         out[rows] = running_zscore(x[rows], prior, prior_windows)
     return out
+
+
+class LegState:
+    """What a worker keeps per call leg for the causal rule: the count, sum and sum of squares of the pooled
+    features of the leg's windows so far. ``stats()`` is the [2, dim] (mean, variance) to normalise the next window
+    with (the accurate profile's ``leg_stats`` input); ``add(x)`` after that window is scored."""
+
+    def __init__(self, prior: GlobalStats, prior_windows: float = DEFAULT_PRIOR_WINDOWS):
+        self.prior, self.k = prior, float(prior_windows)
+        self.n = 0
+        self.sum = np.zeros_like(prior.mean, dtype=np.float64)
+        self.sum_sq = np.zeros_like(prior.mean, dtype=np.float64)
+
+    def stats(self) -> np.ndarray:
+        mean = (self.k * self.prior.mean + self.sum) / (self.k + self.n)
+        ex2 = (self.k * (self.prior.var + self.prior.mean ** 2) + self.sum_sq) / (self.k + self.n)
+        return np.stack([mean, np.maximum(ex2 - mean ** 2, VAR_FLOOR)]).astype(np.float32)
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64)
+        self.n += 1
+        self.sum += x
+        self.sum_sq += x ** 2

@@ -98,3 +98,39 @@ def test_onnx_pooled_layers_graph_equals_numpy_features(model_folder, tmp_path):
     want = pooled(WhisperEncoder.load(model_folder).hidden_states(log_mel(wave), layers=3))
     assert got.shape == want.shape == (3, 4, 1024)
     assert _cosines(got, want).min() > 0.99999
+
+
+def test_accurate_profile_meets_the_contract_and_its_optional_leg_stats_input(model_folder, tmp_path):
+    """A profile built from a (random) causal head over blocks 1-2: the contract (waveform in, emotion
+    probabilities first, labels and rate in metadata), the numpy reference head, and leg_stats: left out it is
+    the prior, given it is used."""
+    pytest.importorskip("torch", reason="torch is only in the training venv")
+    import json
+
+    import onnxruntime as ort
+    from onnx_models.whisper_export import export_profile
+    from onnx_models.whisper_head import head_probabilities
+    rng = np.random.default_rng(8)
+    dim = 2 * 1024
+    head = {"layers": np.array([1, 2]), "view": np.array("L1-2"), "norm": np.array("causal"),
+            "prior_mean": rng.normal(0, 1, dim).astype(np.float32), "prior_var": rng.uniform(0.5, 2, dim).astype(np.float32),
+            "prior_windows": np.array(10.0, np.float32),
+            "emotion_w": rng.normal(0, 0.05, (8, dim)).astype(np.float32), "emotion_b": np.zeros(8, np.float32),
+            "sentiment_w": rng.normal(0, 0.05, (3, dim)).astype(np.float32), "sentiment_b": np.zeros(3, np.float32)}
+    path = export_profile(head, tmp_path / "emotion.onnx", model_folder)
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = s.get_modelmeta().custom_metadata_map
+    assert meta["sample_rate"] == "8000" and len(json.loads(meta["labels"])) == 8
+    assert [i.name for i in s.get_inputs()][0] == "waveform" and s.get_outputs()[0].name == "probabilities"
+    wave = _speechlike(2, 2.0, seed=9)
+    emo, sent, feats = s.run(None, {"waveform": wave})
+    ref_feats = pooled(WhisperEncoder.load(model_folder).hidden_states(log_mel(wave), layers=2))
+    ref_emo, ref_sent = head_probabilities(head, ref_feats)
+    np.testing.assert_allclose(emo, ref_emo, atol=2e-3)
+    np.testing.assert_allclose(sent, ref_sent, atol=2e-3)
+    assert feats.shape == (2, dim) and np.allclose(emo.sum(1), 1, atol=1e-5)
+    stats = np.stack([feats, np.ones_like(feats)], axis=1).astype(np.float32)   # a leg whose mean is this window
+    emo_leg = s.run(None, {"waveform": wave, "leg_stats": stats})[0]
+    ref_leg = head_probabilities(head, ref_feats, stats)[0]
+    np.testing.assert_allclose(emo_leg, ref_leg, atol=2e-3)
+    assert np.abs(emo_leg - emo).max() > 0.01

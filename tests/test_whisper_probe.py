@@ -93,3 +93,16 @@ def test_weights_balance_classes_and_corpora():
     w = wp._weights(np.array([0] * 4), np.array(["a", "a", "a", "b"]))
     assert w[:3].sum() == pytest.approx(w[3])
     assert w.mean() == pytest.approx(1.0)
+
+
+def test_leg_state_gives_the_same_normalisation_as_the_offline_causal_rule():
+    from onnx_models.whisper_legnorm import LegState
+    rng = np.random.default_rng(2)
+    leg = rng.normal(3.0, 1.5, size=(30, 4))
+    prior = GlobalStats(rng.normal(size=4), rng.uniform(0.5, 2.0, size=4))
+    state, got = LegState(prior, 7), []
+    for x in leg:
+        mean, var = state.stats()
+        got.append((x - mean) / np.sqrt(var))
+        state.add(x)
+    np.testing.assert_allclose(np.array(got), running_zscore(leg, prior, 7), rtol=1e-4, atol=1e-4)
