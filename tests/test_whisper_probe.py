@@ -73,7 +73,7 @@ def test_probe_protocol_runs_every_task_and_speaker_normalisation_removes_speake
     for name, train, test, _ in task_list:
         assert not {w.clips[i].speaker for i in train} & {w.clips[i].speaker for i in test}, name
     x = w.feats[:, wp.VIEWS["L1-5"]].reshape(len(w.feats), -1).astype(np.float32)
-    ua = {}
+    ua, tables = {}, {}
     for norm in wp.NORMS:
         results = []
         for task in task_list:
@@ -81,10 +81,15 @@ def test_probe_protocol_runs_every_task_and_speaker_normalisation_removes_speake
             results.append(wp.run_task(wp.normalised(x, w, norm, rows, 10), w, task, sentiment=norm == "speaker"))
         summary = wp.summarise(results)
         ua[norm] = summary["loco mean clean clip ua"]
+        tables[f"L1-5/{norm}"] = {"summary": summary}
         assert 0.0 <= summary["emovo telephone window f1"] <= 1.0
     assert ua["speaker"] > ua["none"] + 0.2
     assert ua["causal"] > ua["none"] + 0.1
     assert ua["speaker"] > 0.8
+    from onnx_models.whisper_report import detail_table, layer_table
+    rows = layer_table(tables).splitlines()
+    assert len(rows) == 3 and rows[2].startswith("| L1-5 |") and f"{ua['causal']:.3f}" in rows[2]
+    assert len(detail_table(tables, "L1-5").splitlines()) == 2 + 3 * 4
 
 
 def test_weights_balance_classes_and_corpora():
