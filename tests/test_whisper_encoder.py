@@ -117,7 +117,7 @@ def test_accurate_profile_meets_the_contract_and_its_optional_leg_stats_input(mo
             "prior_windows": np.array(10.0, np.float32),
             "emotion_w": rng.normal(0, 0.05, (8, dim)).astype(np.float32), "emotion_b": np.zeros(8, np.float32),
             "sentiment_w": rng.normal(0, 0.05, (3, dim)).astype(np.float32), "sentiment_b": np.zeros(3, np.float32)}
-    path = export_profile(head, tmp_path / "emotion.onnx", model_folder)
+    path, int8_path = export_profile(head, tmp_path / "emotion.onnx", model_folder, int8=True)
     s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = s.get_modelmeta().custom_metadata_map
     assert meta["sample_rate"] == "8000" and len(json.loads(meta["labels"])) == 8
@@ -134,3 +134,9 @@ def test_accurate_profile_meets_the_contract_and_its_optional_leg_stats_input(mo
     ref_leg = head_probabilities(head, ref_feats, stats)[0]
     np.testing.assert_allclose(emo_leg, ref_leg, atol=2e-3)
     assert np.abs(emo_leg - emo).max() > 0.01
+    # the INT8 file keeps the optional input (quantisation would otherwise fold the default in)
+    s8 = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in s8.get_inputs()] == ["waveform"]
+    assert [i.name for i in s8.get_overridable_initializers()] == ["leg_stats"]
+    emo8_leg = s8.run(None, {"waveform": wave, "leg_stats": stats})[0]
+    assert np.abs(emo8_leg - s8.run(None, {"waveform": wave})[0]).max() > 0.01
