@@ -48,7 +48,7 @@ def detail_table(results: dict[str, dict], view: str) -> str:
     """One view, every normalisation: UA / macro-F1 per protocol, clips and windows, clean and telephone."""
     lines = ["| normalisation | level | channel | RAVDESS UA / F1 | EMOVO UA / F1 | sentiment RAVDESS / EMOVO | "
              + " | ".join(f"{LOCO_NAMES[d]} UA / F1" for d in PROBE_CORPORA) + " | LOCO mean UA / F1 | LOCO sentiment mean |",
-             "|" + "---|" * (7 + len(PROBE_CORPORA))]
+             "|" + "---|" * (8 + len(PROBE_CORPORA))]
     for n in NORMS:
         r = results.get(f"{view}/{n}")
         if r is None:
@@ -64,16 +64,28 @@ def detail_table(results: dict[str, dict], view: str) -> str:
     return "\n".join(lines)
 
 
+def cost_table(cost: dict[str, dict]) -> str:
+    """`whisper_cost` JSON: size and CPU / wall ms per 2 s window, batch 1 and 32."""
+    lines = ["| graph | size | CPU ms / window, batch 1 | batch 32 | wall ms, batch 1 | batch 32 | load average |", "|---|---|---|---|---|---|---|"]
+    for name, r in cost.items():
+        lines.append(f"| {name} | {r['bytes'] / 1e6:.1f} MB | {r['batch1']['cpu_ms']} | {r['batch32']['cpu_ms']} | "
+                     f"{r['batch1']['wall_ms']} | {r['batch32']['wall_ms']} | {r['load_average_1min']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reports", type=Path, nargs="+")
     p.add_argument("--detail", nargs="*", default=["L1-5"], help="views to show in full")
+    p.add_argument("--cost", type=Path, default=None, help="a whisper_cost JSON to tabulate too")
     args = p.parse_args(argv)
     results = merged(args.reports)
     print(layer_table(results), end="\n\n")
     for view in args.detail:
         if any(k.startswith(view + "/") for k in results):
             print(f"{view}:\n\n{detail_table(results, view)}", end="\n\n")
+    if args.cost:
+        print(cost_table(json.loads(args.cost.read_text())))
     return 0
 
 
