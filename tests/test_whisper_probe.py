@@ -111,3 +111,16 @@ def test_leg_state_gives_the_same_normalisation_as_the_offline_causal_rule():
         got.append((x - mean) / np.sqrt(var))
         state.add(x)
     np.testing.assert_allclose(np.array(got), running_zscore(leg, prior, 7), rtol=1e-4, atol=1e-4)
+
+
+def test_sustained_legs_expose_what_per_leg_centring_cancels():
+    """On synthetic speakers (emotion direction + speaker offset), every scenario is scored, and a leg that holds
+    one emotion only loses to the balanced leg: the running mean absorbs the emotion's offset."""
+    from onnx_models import whisper_legs
+    w = _synthetic_windows(np.random.default_rng(3))
+    w.feats = w.feats.copy()
+    out = whisper_legs.run(w, "L1", prior_windows=2)
+    s = whisper_legs.summary(out)
+    assert set(out) == set(whisper_legs.SCENARIOS)
+    assert s["sustained loco mean clean"] < s["balanced loco mean clean"] - 0.2
+    assert s["neutral_first loco mean clean"] > s["sustained loco mean clean"]
