@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         s = session(path)
 
         def onnx_run(i, stats, s=s):
-            emo, _, feats = s.run(None, {"waveform": windows[i][None], "leg_stats": stats})
+            feed = {"waveform": windows[i][None], **({"leg_stats": stats} if str(head["norm"]) == "causal" else {})}
+            emo, _, feats = s.run(None, feed)
             return emo, feats
         probs[path.name] = run_legs(onnx_run, head, speakers, order)
     base = probs["numpy_head_on_cache"]
