@@ -1,7 +1,7 @@
 """The accurate profile's head: logistic regression on Whisper-base's pooled layers, trained on every labelled
 window of EMOVO, RAVDESS and EmoDB (both channels), its standardisation folded into the weights. No torch.
 
-    nice -n 15 python -m onnx_models.whisper_head --cache /work/feat/whisper_base_layers --view L1-5 --norm causal
+    nice -n 15 python -m onnx_models.whisper_head --cache /work/feat/whisper_base_layers --view L1-5 --norm none
 
 The saved arrays (``whisper_head.npz``, a few hundred kB) are what `whisper_export profile` puts behind the
 truncated encoder: ``layers`` (which pooled states, concatenated), ``norm`` ("none" or "causal"), the training
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--view", default="L1-5", choices=list(VIEWS))
-    p.add_argument("--norm", default="causal", choices=[n for n in NORMS if n != "speaker"])
+    p.add_argument("--norm", default="none", choices=[n for n in NORMS if n != "speaker"],
+                   help="causal: the head expects leg_stats; it loses on legs that hold one emotion (whisper_legs)")
     p.add_argument("--prior-windows", type=float, default=DEFAULT_PRIOR_WINDOWS)
     p.add_argument("--out", type=Path, default=HEAD_FILE)
     args = p.parse_args(argv)

@@ -124,3 +124,17 @@ def test_sustained_legs_expose_what_per_leg_centring_cancels():
     assert set(out) == set(whisper_legs.SCENARIOS)
     assert s["sustained loco mean clean"] < s["balanced loco mean clean"] - 0.2
     assert s["neutral_first loco mean clean"] > s["sustained loco mean clean"]
+
+
+def test_committed_profile_head_is_consistent():
+    """The accurate profile's committed head: shapes agree with its layers, probabilities are proper."""
+    from onnx_models.whisper_head import HEAD_FILE, head_probabilities
+    head = dict(np.load(HEAD_FILE))
+    dim = len(head["layers"]) * 1024
+    assert str(head["norm"]) in ("none", "causal")
+    assert head["emotion_w"].shape == (len(EMOTIONS), dim) and head["sentiment_w"].shape == (3, dim)
+    assert head["prior_mean"].shape == head["prior_var"].shape == (dim,) and (head["prior_var"] > 0).all()
+    pooled = np.random.default_rng(4).normal(0, 1, (5, 7, 1024)) * np.sqrt(head["prior_var"].mean())
+    emo, sent = head_probabilities(head, pooled)
+    np.testing.assert_allclose(emo.sum(1), 1, atol=1e-6)
+    np.testing.assert_allclose(sent.sum(1), 1, atol=1e-6)
