@@ -45,28 +45,35 @@ def speaker_zscore(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def running_zscore(x: np.ndarray, prior: GlobalStats, prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> np.ndarray:
-    """One leg's rows (in arrival order) z-scored causally by the rule in the module docstring."""
+def running_zscore(x: np.ndarray, prior: GlobalStats, prior_windows: float = DEFAULT_PRIOR_WINDOWS,
+                   freeze_after: int | None = None, center: bool = True) -> np.ndarray:
+    """One leg's rows (in arrival order) z-scored causally by the rule in the module docstring. Variants (for
+    `whisper_legs`): ``freeze_after`` n stops updating the statistics after the leg's first n windows (a call's
+    opening sets them); ``center=False`` divides by the leg's standard deviation but subtracts the global mean, so
+    a sustained shift of the leg's mean is kept."""
     xs = x.astype(np.float64)
-    n = np.arange(len(xs))[:, None]                                  # windows before this one
+    n = np.arange(len(xs))                                           # windows before this one
+    if freeze_after is not None:
+        n = np.minimum(n, freeze_after)
     k = float(prior_windows)
     zero = np.zeros((1, xs.shape[1]))
-    sum1 = np.concatenate([zero, np.cumsum(xs, 0)[:-1]])
-    sum2 = np.concatenate([zero, np.cumsum(xs ** 2, 0)[:-1]])
+    sum1 = np.concatenate([zero, np.cumsum(xs, 0)])[n]
+    sum2 = np.concatenate([zero, np.cumsum(xs ** 2, 0)])[n]
+    n = n[:, None]
     mean = (k * prior.mean + sum1) / (k + n)
     ex2 = (k * (prior.var + prior.mean ** 2) + sum2) / (k + n)
     var = np.maximum(ex2 - mean ** 2, VAR_FLOOR)
-    return ((xs - mean) / np.sqrt(var)).astype(np.float32)
+    return ((xs - (mean if center else prior.mean)) / np.sqrt(var)).astype(np.float32)
 
 
 def causal_zscore(x: np.ndarray, groups: np.ndarray, order: np.ndarray, prior: GlobalStats,
-                  prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> np.ndarray:
+                  prior_windows: float = DEFAULT_PRIOR_WINDOWS, **variant) -> np.ndarray:
     """`running_zscore` per group, the rows of each group taken in increasing ``order`` (their arrival)."""
     out = np.empty(x.shape, np.float32)
     for g in np.unique(groups):
         rows = np.flatnonzero(groups == g)
         rows = rows[np.argsort(order[rows], kind="stable")]
-        out[rows] = running_zscore(x[rows], prior, prior_windows)
+        out[rows] = running_zscore(x[rows], prior, prior_windows, **variant)
     return out
 
 

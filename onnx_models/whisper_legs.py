@@ -47,13 +47,14 @@ def scenario_legs(w: Windows, rows: np.ndarray, scenario: str) -> list[tuple[np.
     return legs
 
 
-def run(w: Windows, view: str, prior_windows: float) -> dict:
+def run(w: Windows, view: str, prior_windows: float, **variant) -> dict:
+    """``variant``: `running_zscore`'s ``freeze_after`` / ``center``, for training and test legs alike."""
     x = w.feats[:, VIEWS[view]].reshape(len(w.feats), -1).astype(np.float32)
     out: dict = {}
     for name, train, test, label_sets in tasks(w.clips):
         train_rows = np.flatnonzero(np.isin(w.clip, list(train)))
         prior = GlobalStats.of(x[train_rows])
-        xn = causal_zscore(x[train_rows], w.leg[train_rows], w.order[train_rows], prior, prior_windows)
+        xn = causal_zscore(x[train_rows], w.leg[train_rows], w.order[train_rows], prior, prior_windows, **variant)
         corpora = np.array([w.clips[c].corpus for c in w.clip[train_rows]])
         y = np.array([w.clips[c].label for c in w.clip[train_rows]])
         scaler, lr = fit_probe(xn, y, corpora)
@@ -61,7 +62,7 @@ def run(w: Windows, view: str, prior_windows: float) -> dict:
         for scenario in SCENARIOS:
             probs, clip_keys = [], []
             for leg_rows, scored in scenario_legs(w, test_rows, scenario):
-                z = running_zscore(x[leg_rows], prior, prior_windows)
+                z = running_zscore(x[leg_rows], prior, prior_windows, **variant)
                 p = np.zeros((len(leg_rows), len(EMOTIONS)), np.float32)
                 p[:, lr.classes_] = lr.predict_proba(scaler.transform(z))
                 probs.append(p[scored])
@@ -97,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--view", default="L1-5", choices=list(VIEWS))
     p.add_argument("--prior-windows", type=float, default=DEFAULT_PRIOR_WINDOWS)
+    p.add_argument("--freeze-after", type=int, default=None, help="statistics from the leg's first N windows only")
+    p.add_argument("--no-center", action="store_true", help="divide by the leg's deviation, subtract the global mean")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    out = run(load_windows(args.cache), args.view, args.prior_windows)
-    report = {"view": args.view, "prior_windows": args.prior_windows, "summary": summary(out), "tasks": out}
+    variant = {"freeze_after": args.freeze_after, "center": not args.no_center}
+    out = run(load_windows(args.cache), args.view, args.prior_windows, **variant)
+    report = {"view": args.view, "prior_windows": args.prior_windows, **variant, "summary": summary(out), "tasks": out}
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps(report["summary"], indent=1))
     return 0

@@ -138,3 +138,16 @@ def test_committed_profile_head_is_consistent():
     emo, sent = head_probabilities(head, pooled)
     np.testing.assert_allclose(emo.sum(1), 1, atol=1e-6)
     np.testing.assert_allclose(sent.sum(1), 1, atol=1e-6)
+
+
+def test_running_zscore_variants_freeze_and_keep_the_mean():
+    rng = np.random.default_rng(5)
+    leg = rng.normal(2.0, 1.0, size=(40, 3))
+    prior = GlobalStats(np.zeros(3), np.ones(3))
+    frozen = running_zscore(leg, prior, 4, freeze_after=5)
+    np.testing.assert_allclose(frozen[:6], running_zscore(leg, prior, 4)[:6], rtol=1e-6)
+    # after the 5th window the statistics stop moving: z is an affine map of x with fixed coefficients
+    a = (frozen[6:] - frozen[5]) / (leg[6:] - leg[5])
+    np.testing.assert_allclose(a, np.broadcast_to(a[0], a.shape), rtol=1e-5)
+    # center=False subtracts the prior mean, so a leg shifted by +2 stays shifted
+    assert running_zscore(leg, prior, 4, center=False)[20:].mean() > 1.0 > abs(running_zscore(leg, prior, 4)[20:].mean())
