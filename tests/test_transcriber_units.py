@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from stream.replay import load_sample_calls, sample_calls_dir
 from workers.audio import ANALYSIS_RATE_HZ
-from workers.cues import CueAlert, CueError, CueSet, normalise
+from workers.cues import CueError, CueSet, cue_alert, normalise
 from workers.leg_audio import Chunk
 from workers.rules import Alert
 from workers.transcribe import model_files
@@ -53,8 +52,12 @@ def test_an_italian_escalation_phrase_fires_accent_and_case_insensitively():
     assert cues.match("a courtesy call", "en", "customer") == []
 
 
-def test_cue_alerts_have_the_rule_engines_alert_shape():
-    assert [f.name for f in dataclasses.fields(CueAlert)] == [f.name for f in dataclasses.fields(Alert)]
+def test_cue_alerts_are_rule_engine_alerts_with_their_evidence():
+    cues = CueSet.load()
+    [hit] = cues.match("voglio la disdetta del contratto", "it", "customer")
+    alert = cue_alert(hit, "c1", "customer", 14.2, 1_700_000_014.2, "voglio la disdetta del contratto")
+    assert isinstance(alert, Alert) and alert.state == "open" and alert.rule == hit.cue.name
+    assert alert.evidence == {"metric": "transcript_phrase", "value": 1.0, "held_from_t": 14.2, "t": 14.2, "phrase": hit.phrase}
 
 
 def test_a_broken_cue_file_names_the_cue_and_field(tmp_path):

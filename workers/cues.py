@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .rules import Alert
 
 DEFAULT_CUES = Path(__file__).with_name("default_cues.yaml")
 DEFAULT_COOLDOWN_S = 60.0
@@ -97,28 +99,10 @@ class CueSet:
         return list(hits.values())
 
 
-@dataclass(frozen=True, slots=True)
-class CueAlert:
-    """The JSON shape of ``workers.rules.Alert`` (a test keeps the two field lists equal)."""
-    alert_id: str
-    call_id: str
-    rule: str
-    severity: str
-    leg: str | None
-    state: str
-    value: float
-    threshold: float
-    t: float
-    at: float
-    message: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def cue_alert(hit: CueHit, call_id: str, leg: str, t: float, at: float, text: str) -> CueAlert:
+def cue_alert(hit: CueHit, call_id: str, leg: str, t: float, at: float, text: str) -> Alert:
     """``alert_id`` is deterministic (call, cue, leg, call time in ms): a re-transcribed utterance yields the
-    same id. ``text`` must already be redacted."""
-    return CueAlert(f"{call_id}:{hit.cue.name}:{leg}:{int(round(t * 1000))}", call_id, hit.cue.name, hit.cue.severity,
+    same id. ``text`` must already be redacted. The rule engine's own alert record: one shape on calls.alerts."""
+    return Alert(f"{call_id}:{hit.cue.name}:{leg}:{int(round(t * 1000))}", call_id, hit.cue.name, hit.cue.severity,
                     leg, "open", 1.0, 1.0, float(t), float(at),
-                    f"{hit.cue.description or hit.cue.name} (said \"{hit.phrase}\": \"{text[:120]}\")")
+                    f"{hit.cue.description or hit.cue.name} (said \"{hit.phrase}\": \"{text[:120]}\")",
+                    evidence={"metric": "transcript_phrase", "value": 1.0, "held_from_t": float(t), "t": float(t), "phrase": hit.phrase})
