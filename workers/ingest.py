@@ -59,6 +59,23 @@ class Ingest:
         self.dead(out, rec, "key_mismatch", f"message key {rec.key!r} is not the UTF-8 call id {call_id!r} of its value")
         return False
 
+    def route(self, rec: Record, out: BatchResult, now: float, calls: dict, ended) -> tuple[Any, AudioFrame] | None:
+        """An audio record's (call, frame) among ``calls``, or None after dead-lettering it (bad, or its call is in
+        ``ended``) or holding it as an orphan until its start event. The call's partition follows the record's."""
+        frame = self.frame(rec, out)
+        if frame is None:
+            return None
+        if frame.call_id in ended:
+            self.dead(out, rec, "ended_call", f"chunk seq {frame.seq} ({frame.leg}) for call {frame.call_id!r}, which already ended")
+            return None
+        call = calls.get(frame.call_id)
+        if call is None:
+            self.hold_orphan(rec, frame, now)
+            return None
+        if rec.partition is not None:
+            call.partition = rec.partition
+        return call, frame
+
     def hold_orphan(self, rec: Record, frame: AudioFrame, now: float) -> None:
         self.orphans.setdefault(frame.call_id, []).append((now, rec, frame))
 

@@ -183,19 +183,11 @@ class Pipeline:
         call.end_requested = [ev.ts, now]
 
     def _on_audio(self, rec: Record, now: float, out: BatchResult, touched: dict) -> None:
-        frame = self.ingest.frame(rec, out)
-        if frame is None:
-            return
-        if frame.call_id in self.ended:
-            self.ingest.dead(out, rec, "ended_call", f"chunk seq {frame.seq} ({frame.leg}) for call {frame.call_id!r}, which already ended")
-            return
-        call = self.calls.get(frame.call_id)
-        if call is None:
-            self.ingest.hold_orphan(rec, frame, now)
-            return
-        call.partition = rec.partition if rec.partition is not None else call.partition
-        self._touch(touched, call)
-        self.ingest.push(call, rec, frame, now)
+        routed = self.ingest.route(rec, out, now, self.calls, self.ended)
+        if routed is not None:
+            call, frame = routed
+            self._touch(touched, call)
+            self.ingest.push(call, rec, frame, now)
 
     def _ready_to_end(self, call: CallState, now: float) -> bool:
         end_ts, asked_at = call.end_requested

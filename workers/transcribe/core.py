@@ -196,20 +196,11 @@ class TranscriptCore:
         touched[call.call_id] = call
 
     def _on_audio(self, rec: Record, now: float, out: TranscriptBatch, touched: dict) -> None:
-        frame = self.ingest.frame(rec, out)
-        if frame is None:
-            return
-        if frame.call_id in self.ended:
-            self.ingest.dead(out, rec, "ended_call", f"chunk seq {frame.seq} ({frame.leg}) for call {frame.call_id!r}, which already ended")
-            return
-        call = self.calls.get(frame.call_id)
-        if call is None:
-            self.ingest.hold_orphan(rec, frame, now)
-            return
-        if rec.partition is not None:
-            call.partition = rec.partition
-        touched[call.call_id] = call
-        self.ingest.push(call, rec, frame, now)
+        routed = self.ingest.route(rec, out, now, self.calls, self.ended)
+        if routed is not None:
+            call, frame = routed
+            touched[call.call_id] = call
+            self.ingest.push(call, rec, frame, now)
 
     def _should_end(self, call: TxCall, now: float) -> bool:
         if now - call.last_seen > self.s.inactivity_timeout_s:
