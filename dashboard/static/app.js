@@ -147,10 +147,16 @@ function evidencePanel(c) {
   return rows.length ? `<h3>Why the alerts fired</h3><ul class="evidence-list">${rows.join("")}</ul>` : "";
 }
 
+// Each open, redraw or close takes a new number; a redraw whose fetch returns after a later close or open is
+// dropped, so a slow fetch never reopens a drill-down that the supervisor has just closed.
+let drillSeq = 0;
+
 async function drill(id) {
+  const seq = ++drillSeq;
   const r = await fetch(`/api/calls/${encodeURIComponent(id)}`);
   if (!r.ok) return;
   const c = await r.json();
+  if (seq !== drillSeq) return;
   $("#drill-title").textContent = `${c.call_id} — ${c.status}`;
   $("#drill-meta").innerHTML = `${esc(c.queue)} · ${esc(c.campaign)} · agent ${esc(c.agent_id)} · ${mmss(c.duration_s)} · talk ${fmt(c.agent_talk_ratio * 100, 0)}% / ${fmt(c.customer_talk_ratio * 100, 0)}% · interruptions ${c.interruptions_agent ?? 0} / ${c.interruptions_customer ?? 0}`;
   $("#timeline").setAttribute("viewBox", `0 0 ${TL.W} ${TL.H}`);
@@ -174,7 +180,7 @@ document.addEventListener("click", async (ev) => {
     document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b === nav));
     document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === nav.dataset.view));
   }
-  if (ev.target.id === "close" || ev.target.id === "drill") $("#drill").classList.add("hidden");
+  if (ev.target.id === "close" || ev.target.id === "drill") { drillSeq++; $("#drill").classList.add("hidden"); }
 });
 
 function connect() {

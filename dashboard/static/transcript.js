@@ -6,7 +6,7 @@
   const q = (s) => document.querySelector(s);
   const h = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const clock = (s) => `${Math.floor((s || 0) / 60)}:${String(Math.floor((s || 0) % 60)).padStart(2, "0")}`;
-  let busy = false;
+  let busy = false, again = false;
 
   function render(tr) {
     const box = q("#drill-transcript");
@@ -32,8 +32,10 @@
       <svg class="tx-lanes" data-testid="transcript-lanes" viewBox="0 0 ${W} ${2 * LANE_H}" preserveAspectRatio="none">${lanes}${cueMarks}</svg>
       <ol class="tx-lines">${lines}</ol>`;
     // the cues also on the timeline itself, as markers at the moment they were said
+    // (replaced on every render: a group drawn before the first cue was said must not hide the later ones)
     const tl = q("#timeline");
-    if (tl && !tl.querySelector(".tx-cues")) {
+    if (tl) {
+      tl.querySelectorAll(".tx-cues").forEach((g) => g.remove());
       tl.insertAdjacentHTML("beforeend", `<g class="tx-cues">${tr.segments.filter((s) => s.cues.length).map((s) =>
         `<line x1="${x(s.end)}" x2="${x(s.end)}" y1="0" y2="226" stroke="var(--neg)" stroke-dasharray="4 3"><title>${h(s.cues.join(", "))}</title></line>`).join("")}</g>`);
     }
@@ -41,12 +43,16 @@
 
   async function refresh() {
     const id = q("#drill")?.dataset.callId;
-    if (!id || busy) return;
+    if (!id) return;
+    if (busy) { again = true; return; }   // a redraw during a fetch is served by one more fetch after it
     busy = true;
     try {
       const r = await fetch(`/api/calls/${encodeURIComponent(id)}/transcript`);
       render(r.ok ? await r.json() : null);
-    } finally { busy = false; }
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
   }
 
   window.addEventListener("DOMContentLoaded", () => {

@@ -56,6 +56,10 @@ def test_live_call_scores_and_an_alert_appear_update_and_can_be_acknowledged(sta
             page.locator('[data-testid="timeline"] polyline').first.wait_for(timeout=10_000)
             page.screenshot(path=f"{shots}/drill-down.png")
             page.locator("#close").click()
+            # closed means closed: a redraw whose fetch was in flight must not reopen it
+            page.locator("#drill").wait_for(state="hidden", timeout=5_000)
+            page.wait_for_timeout(1_500)
+            assert page.locator("#drill").is_hidden()
             page.click('nav button[data-view="kpis"]')
             page.screenshot(path=f"{shots}/kpis.png")
         # the same alert went to Kafka, with a stable id shared by its open and clear events

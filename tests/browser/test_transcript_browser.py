@@ -50,7 +50,7 @@ def test_the_drill_down_shows_the_live_transcript_per_leg_with_cues_highlighted(
             cue.wait_for(timeout=90_000)
             assert page.locator('[data-testid="transcript-line"][data-leg="customer"]').count() >= 1
             assert page.locator('[data-testid="transcript-segment"]').count() >= 2
-            assert page.locator("#timeline .tx-cues line").count() >= 1
+            page.locator("#timeline .tx-cues line").first.wait_for(state="attached", timeout=30_000)
             assert "cue_weapon" in page.locator('[data-testid="transcript"]').inner_text()
             page.screenshot(path=f"{shots}/drill-down-transcript.png")
             # the cue also reached the alert feed, in the rule engine's alert shape
