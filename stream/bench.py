@@ -25,6 +25,7 @@ import numpy as np
 
 from . import topics
 from .bench_capacity import DrainResult, drain, memory_slope
+from .bench_table import print_table
 from .bench_support import (
     SR, WorkerUnderTest, counter, cpu_seconds, encoded_calls, frame_header, histogram, other_cores, pin, quantile, rss_bytes,
 )
@@ -36,7 +37,6 @@ WORKER_CORE = 0
 DRAIN_TIMEOUT_S = 10.0
 SUSTAINED_P99_S = 1.0          # a real-time run "keeps up" when every step is written and p99 stays under this
 WARMUP_S = 4.0
-SHARED_CORE_WAIT_SHARE = 0.1   # a drain whose workers waited longer than this for a core ran on a shared machine
 MEMORY_FRACTIONS = (0.25, 0.5)  # further drains at these fractions of the backlog's calls, for the RSS slope
 
 
@@ -263,6 +263,9 @@ def _saturate(args, result: BenchResult) -> None:
 
 
 def run_bench(args) -> int:
+    if getattr(args, "transcribe", False) and getattr(args, "tier_ab", False):   # stream/bench_tier.py
+        from .bench_tier import run_tier_ab
+        return run_tier_ab(args)
     if getattr(args, "transcribe", False):   # the transcription tier's own figures (stream/bench_transcribe.py)
         from .bench_transcribe import run_transcribe_bench
         return run_transcribe_bench(args)
@@ -290,43 +293,8 @@ def run_bench(args) -> int:
         ok = [r.rss_bytes_per_call for r in result.runs if r.sustained]
         result.rss_bytes_per_call = max(ok) if ok else None
     result.machine["load_average_1m_after"] = round(os.getloadavg()[0], 2)
-    _print_table(result, last)
+    print_table(result, last)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(asdict(result), indent=2))
     print(f"wrote {args.json}")
     return 0
-
-
-def _print_table(r: BenchResult, last: RunResult) -> None:
-    def ratio(value, target, higher_is_better=True):
-        if value is None:
-            return "-"
-        return f"{value / target:.2f}x target" if higher_is_better else f"{target / value:.2f}x headroom" if value else "-"
-    rows = [
-        ("capacity_calls_per_core", r.capacity_calls_per_core, "calls at real time (drain, wall clock)", ratio(r.capacity_calls_per_core, 1000)),
-        ("capacity_calls_per_cpu_second", r.capacity_calls_per_cpu_second, "the same per second of worker CPU", ratio(r.capacity_calls_per_cpu_second, 1000)),
-        ("capacity_messages_per_s", r.capacity_messages_per_s, "messages drained per second", ""),
-        ("overhead_ms_per_message", r.overhead_ms_per_message, "worker CPU outside the models", ratio(r.overhead_ms_per_message, 0.1, False)),
-        ("model_ms_per_scored_window", r.model_ms_per_scored_window, f"CPU, models alone; scored share {r.scored_window_share}, "
-         f"models {r.model_share_of_worker_cpu} of worker CPU", ""),
-        ("capacity_ratio_to_inference_bound", r.capacity_ratio_to_inference_bound,
-         f"per CPU-s; bound {r.inference_bound_calls_per_core_workload} calls at this scored share", ratio(r.capacity_ratio_to_inference_bound, 0.7)),
-        ("inference_bound_calls_per_core", r.inference_bound_calls_per_core, "models alone, every window speech", ""),
-        ("scaleout_ratio_2_workers", r.scaleout_ratio_2_workers, "two workers / one, wall clock", ratio(r.scaleout_ratio_2_workers, 1.8)),
-        ("scaleout_efficiency_2_workers", r.scaleout_efficiency_2_workers, "two workers / one, per CPU-second", ratio(r.scaleout_efficiency_2_workers, 0.9)),
-        ("rss_bytes_per_call", r.rss_bytes_per_call, "slope of RSS over live calls, once drained", ratio(r.rss_bytes_per_call, 100_000, False)),
-        ("realtime_calls_per_core", r.realtime_calls_per_core, "calls of the real-time run, if sustained", ""),
-        ("p50_latency_ms", r.p50_latency_ms, f"at {last.calls} calls, real time", ""),
-        ("p99_latency_ms", r.p99_latency_ms, f"at {last.calls} calls, real time", ratio(r.p99_latency_ms, 300, False)),
-    ]
-    print()
-    print(f"{'figure':36s} {'value':>12s}  {'vs target':18s} note")
-    for name, value, note, vs in rows:
-        print(f"{name:36s} {'-' if value is None else value!s:>12s}  {vs:18s} {note}")
-    print(f"machine: {r.machine}")
-    shared = [d for d in r.drains if d.drain_s > 0 and d.worker_wait_s > SHARED_CORE_WAIT_SHARE * d.drain_s * d.workers]
-    if shared:
-        print(f"NOTE: in {len(shared)} of {len(r.drains)} drains the workers waited for their core more than "
-              f"{SHARED_CORE_WAIT_SHARE:.0%} of the time (other processes held it): the wall-clock figures (capacity, "
-              "scale-out ratio, the real-time run) then measure the machine's other load; the per-CPU-second figures "
-              "are the worker's own.")

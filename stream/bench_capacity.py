@@ -15,7 +15,7 @@ from pathlib import Path
 from . import topics
 from .bench_profile import Profiler
 from .bench_support import (
-    SR, WorkerUnderTest, counter, encoded_calls, frame_header, histogram, other_cores, pin, rss_bytes, sched_delta,
+    SR, WorkerUnderTest, cores_busy_seconds, counter, encoded_calls, frame_header, histogram, other_cores, pin, rss_bytes, sched_delta,
     sched_seconds,
 )
 from .frame import LEGS
@@ -49,7 +49,8 @@ class DrainResult:
     complete: bool
     drain_s: float
     worker_cpu_s: float                  # all workers together
-    worker_wait_s: float                 # runnable but waiting for a core (other processes held it)
+    worker_wait_s: float                 # runnable but waiting for a core (its own threads or other processes held it)
+    others_cpu_s: float                  # CPU time other processes took on the workers' cores during the drain
     model_s: float                       # inside the batched model calls, wall clock (the worker's histogram)
     scored_windows: int
     windows: int
@@ -106,8 +107,9 @@ def produce_backlog(stack: LocalStack, calls: int, seconds: float, chunk_ms: int
 
 
 def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str = "cap", profile: Path | None = None,
-          log=print) -> DrainResult:
-    """Produce a backlog into a fresh broker and Redis, then time ``workers`` workers (cores 0, 1, ...) draining it."""
+          log=print, transcriber_core: int | None = None) -> DrainResult:
+    """Produce a backlog into a fresh broker and Redis, then time ``workers`` workers (cores 0, 1, ...) draining it;
+    with ``transcriber_core``, a ``callpulse transcriber`` pinned there reads the same backlog meanwhile."""
     with LocalStack() as stack:
         messages, expected = produce_backlog(stack, calls, seconds, chunk_ms, tag)
         cores = set(range(workers))
@@ -117,8 +119,11 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
         if workers > 1:
             env["CALLPULSE_BROKER_SESSION_TIMEOUT_S"] = str(SCALEOUT_SESSION_TIMEOUT_S)
         procs = [WorkerUnderTest(stack, core=c, env=env) for c in range(workers)]
-        profiler = None
+        profiler = tier = None
         try:
+            if transcriber_core is not None:
+                from .bench_transcribe import TranscriberUnderTest   # needs the 'transcribe' extra
+                tier = TranscriberUnderTest(stack, core=transcriber_core)
             for w in procs:
                 w.wait_ready()
             if profile is not None:   # attached now, while the group join still holds the backlog back
@@ -126,17 +131,20 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
             start = _wait_first_chunk(procs)
             rss_idle = rss_bytes(procs[0].pid)   # models loaded, group joined, the backlog barely started
             # CPU spent before the first chunk (model load, group join) is not drain work
-            before = [sched_seconds(w.pid) for w in procs]
+            before, busy_before = [sched_seconds(w.pid) for w in procs], cores_busy_seconds(cores)
             texts, end = _wait_steps(procs, expected, start)
             drain_s = end - start
-            after = [sched_seconds(w.pid) for w in procs]
+            after, busy_after = [sched_seconds(w.pid) for w in procs], cores_busy_seconds(cores)
             deltas = [sched_delta(b, a) for b, a in zip(before, after)]
             cpu, wait = sum(d[0] for d in deltas), sum(d[1] for d in deltas)
+            others = max(0.0, busy_after - busy_before - cpu)
             peak = rss_bytes(procs[0].pid, "VmHWM")
             rss_end = rss_bytes(procs[0].pid)
         finally:
             if profiler is not None:
                 profiler.stop()
+            if tier is not None:
+                tier.stop()
             for w in procs:
                 w.stop()
     written = int(sum(counter(t, "callpulse_end_to_end_latency_seconds_count") for t in texts))
@@ -146,11 +154,11 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
     restored = int(sum(counter(t, "callpulse_calls_restored_total") for t in texts))
     dead = int(sum(counter(t, "callpulse_dead_letters_total") for t in texts))
     r = DrainResult(workers, calls, seconds, chunk_ms, messages, calls * seconds, expected, written, written >= expected,
-                    round(drain_s, 3), round(cpu, 3), round(wait, 3), round(model_s, 3), scored, windows, rss_idle, peak,
+                    round(drain_s, 3), round(cpu, 3), round(wait, 3), round(others, 3), round(model_s, 3), scored, windows, rss_idle, peak,
                     rss_end, restored, dead).finish()
     log(f"  drain {workers} worker(s), {calls} calls x {seconds:g} s: {messages} messages in {r.drain_s:.2f} s -> "
         f"{r.call_seconds_per_s:.0f} call-s/s ({r.call_seconds_per_cpu_s:.0f} per CPU-s), worker cpu {r.cpu_utilisation:.0%}, "
-        f"waited for a core {wait:.2f} s, {r.cpu_ms_per_message:.3f} CPU ms/msg, RSS {rss_end / 1e6:.0f} MB (peak {peak / 1e6:.0f})"
+        f"waited for a core {wait:.2f} s (others used it {others:.2f} s), {r.cpu_ms_per_message:.3f} CPU ms/msg, RSS {rss_end / 1e6:.0f} MB (peak {peak / 1e6:.0f})"
         + ("" if r.complete else f"  INCOMPLETE ({written}/{expected} steps)") + (f"  ({restored} calls restored)" if restored else "") + (f"  ({dead} dead letters)" if dead else ""))
     return r
 

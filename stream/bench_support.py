@@ -72,9 +72,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cores_busy_seconds(cores: set[int]) -> float:
+    """CPU time the given cores spent busy (any process), from /proc/stat: with the workers' own CPU subtracted,
+    what other processes took from the workers' cores."""
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in values[:8])
+            busy += user + nice + system + irq + softirq + steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def sched_seconds(pid: int) -> dict[int, tuple[float, float]]:
     """Per thread: (time on a CPU, time runnable but waiting for one), in ns resolution, from schedstat. The second
-    is the time other processes held the core: large on a shared machine."""
+    counts the worker's own threads waiting for each other on its pinned core too, so it is not zero when the
+    machine is quiet; ``cores_busy_seconds`` tells what other processes took."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:

@@ -113,11 +113,11 @@ def recogniser_alone(seconds: float) -> TranscribeBench:
 
 
 class TranscriberUnderTest:
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalStack, core: int = TRANSCRIBER_CORE) -> None:
         self.port = free_port()
         env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "CALLPULSE_REDIS_URL": stack.redis_url,
                "CALLPULSE_INACTIVITY_TIMEOUT_S": "600", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        pin = (lambda: os.sched_setaffinity(0, {TRANSCRIBER_CORE})) if os.cpu_count() and os.cpu_count() > 1 else None
+        pin = (lambda: os.sched_setaffinity(0, {core % os.cpu_count()})) if os.cpu_count() and os.cpu_count() > 1 else None
         self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "transcriber", "--metrics-port", str(self.port)],
                                      env=env, preexec_fn=pin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 90

@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--saturate", action="store_true", help="instead: search the most calls sustained at real-time pace")
     b.add_argument("--json", default="artifacts/bench.json", help="where to write the machine-readable result")
     b.add_argument("--transcribe", action="store_true", help="the transcription tier's figures instead (RTF, calls per core, utterance latency)")
+    b.add_argument("--tier-ab", action="store_true", help="with --transcribe: the worker's capacity with and without a transcriber on the same stream")
     b.set_defaults(func=cmd_bench)
 
     from .evaluate_calls import add_parser as add_evaluate_calls

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,3 +114,35 @@ def worker_env_for(stack: LocalStack, tmp_path, **extra: str) -> dict[str, str]:
     if os.environ.get("CALLPULSE_MODEL_DIR"):
         env["CALLPULSE_MODEL_DIR"] = os.environ["CALLPULSE_MODEL_DIR"]
     return env
+
+
+class Throttle:
+    """Holds a process to ``share`` of the CPU it would get: it runs ``period_s * share`` seconds, then is stopped
+    (SIGSTOP) for the rest of each period. Pauses of a fifth of a second are far below the consumer group's
+    session timeout. The process is always resumed on exit."""
+
+    def __init__(self, pid: int, share: float, period_s: float = 0.2) -> None:
+        self.pid, self.on_s, self.off_s = pid, period_s * share, period_s * (1 - share)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="throttle", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.on_s):
+                os.kill(self.pid, signal.SIGSTOP)
+                time.sleep(self.off_s)
+                os.kill(self.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> "Throttle":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass

@@ -69,13 +69,13 @@ class WorkerProcess:
                 time.sleep(0.2)
         raise TimeoutError("worker metrics endpoint did not come up")
 
-    def metrics(self) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
+    def metrics(self, timeout_s: float = 2.0) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=timeout_s).read().decode()
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, name: str, timeout_s: float = 2.0, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
         total = 0.0
-        for line in self.metrics().splitlines():
+        for line in self.metrics(timeout_s).splitlines():
             if line.startswith("#") or not line.startswith(name):
                 continue
             head, value = line.rsplit(" ", 1)

@@ -39,7 +39,7 @@ def test_a_tiny_bench_drains_every_step_and_writes_every_figure(tmp_path):
 
 def test_memory_slope_is_the_least_squares_slope_of_rss_after_complete_drains():
     def d(calls, peak, complete=True):
-        return DrainResult(1, calls, 1.0, 500, 0, 0.0, 0, 0, complete, 1.0, 1.0, 0.0, 0.0, 0, 0, 0, peak + 5_000_000, peak, 0, 0)
+        return DrainResult(1, calls, 1.0, 500, 0, 0.0, 0, 0, complete, 1.0, 1.0, 0.0, 0.0, 0.0, 0, 0, 0, peak + 5_000_000, peak, 0, 0)
     assert memory_slope([d(10, 1_000_000), d(20, 2_000_000), d(40, 4_000_000)]) == 100_000
     assert memory_slope([d(10, 1_000_000), d(20, 9_000_000, complete=False)]) is None
 

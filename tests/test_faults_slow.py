@@ -1,8 +1,11 @@
 """The fault matrix's long rows (``slow`` marker, not in the default suite; run with
 ``bash scripts/test.sh -m slow tests/test_faults_slow.py``): partition-leader failover in a 3-broker cluster,
-a 2-minute worker outage while calls go on, and 5x overload for a minute. Every call is compared with the
+a 2-minute worker outage while calls go on, and at least 5x overload for a minute. Every call is compared with the
 same audio through an undisturbed worker (tests/fault_support.py)."""
 
+import math
+import os
+import signal
 import threading
 import time
 
@@ -12,11 +15,13 @@ import redis
 from stream import topics
 from stream.producer import CallProducer
 from stream.topic_admin import connect_admin
-from tests.fault_support import K, METADATA, T0, call_legs, compare, diff, fault_stack, send_frames, worker_env_for
+from tests.fault_support import K, METADATA, T0, Throttle, call_legs, compare, diff, fault_stack, send_frames, worker_env_for
 from tests.support import WorkerProcess, frames_for, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.apache_kafka, pytest.mark.faults, pytest.mark.slow]
 CHUNK_S = 0.5
+THROTTLE_SHARE = 0.1        # the overload row holds the worker to this share of a core
+THROTTLED_SCRAPE_S = 30.0   # a worker held to a tenth of a core answers /metrics slowly
 
 
 def ended(r, cid):
@@ -29,8 +34,9 @@ def reference(stack, r, duration, chunk_s=CHUNK_S):
     wait_for(lambda: ended(r, "ref"), 120, what="the reference call")
 
 
-def paced(stack, ids, duration, speed, chunk_s=CHUNK_S):
-    """Send every call concurrently, chunk by chunk, at ``speed`` times real time; then end them."""
+def paced(stack, ids, duration, speed, chunk_s=CHUNK_S) -> tuple[int, float]:
+    """Send every call concurrently, chunk by chunk, at ``speed`` times real time; then end them.
+    Returns the audio messages sent and the seconds it took."""
     by_seq: dict[int, list[bytes]] = {}
     for _, seq, data in frames_for("x", call_legs(duration), chunk_s=chunk_s, t0=T0):
         by_seq.setdefault(seq, []).append(data)
@@ -45,8 +51,12 @@ def paced(stack, ids, duration, speed, chunk_s=CHUNK_S):
             for cid in ids:
                 for data in by_seq[seq]:
                     p.send_raw(topics.AUDIO, cid.encode(), _retarget(data, cid))
+        p.flush()
+        sent = len(ids) * sum(len(v) for v in by_seq.values())
+        elapsed = time.monotonic() - t0
         for cid in ids:
             p.end_call(cid, ts=T0 + duration)
+    return sent, elapsed
 
 
 def _retarget(frame: bytes, call_id: str) -> bytes:
@@ -124,48 +134,90 @@ def test_a_two_minute_worker_outage_while_calls_go_on_loses_nothing(tmp_path):
             second.stop()
 
 
+@pytest.mark.timeout(1500)
 def test_five_times_overload_for_a_minute_keeps_memory_bounded_and_loses_nothing(tmp_path):
-    """30 calls sent at 5x real time for a minute (5 minutes of audio each, in 1 s chunks): audio arrives at 5x
-    the rate of the calls in flight. On this shared 2-core machine kafka-python's producer delivers only about
-    500 messages a second to the single test broker, so the load is bounded by the producer, not by what one
-    worker sustains (about 500 calls in real time; see Benchmark): the row shows that a 5x burst is absorbed
-    with bounded memory and nothing lost, and reports the lag it caused. callpulse sheds no load (Kafka holds
-    the backlog); chunks it drops would show in callpulse_chunks_dropped_total, required to stay 0."""
-    calls, duration, speed = 30, 300.0, 5.0
-    ids = [f"load-{i}" for i in range(calls)]
+    """Calls offering at least 5x what the worker processes, for a minute. A 2-core machine's Python producer
+    cannot outrun a whole worker 5 times over, so the test holds the worker to about a tenth of a core
+    (SIGSTOP/SIGCONT duty cycle, tests/fault_support.Throttle), measures what it then processes on the same
+    calls, and offers 6 times that in real time for 60 s. The worker must keep every call's audio (Kafka holds
+    the backlog; callpulse sheds no load, and a chunk it dropped would count in callpulse_chunks_dropped_total,
+    required to stay 0), keep its memory bounded by the live calls rather than the backlog, end every call once
+    it has read its audio, and drain the lag afterwards at the same reduced capacity."""
+    duration, chunk_s, factor = 60.0, 2.0, 6.0
     with fault_stack(tmp_path) as stack:
         r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
         worker = WorkerProcess(worker_env_for(stack, tmp_path)).start()
         try:
-            reference(stack, r, duration, chunk_s=1.0)
+            reference(stack, r, duration, chunk_s=chunk_s)
             idle = rss_bytes(worker.proc.pid)
-            failures: list[BaseException] = []
+            served = calibrate(stack, r, worker, duration, chunk_s)
+            with Throttle(worker.proc.pid, share=THROTTLE_SHARE):
+                calls = max(10, math.ceil(factor * served * chunk_s / 2))  # 2 legs: a call offers 2 / chunk_s messages/s
+                ids = [f"load-{i}" for i in range(calls)]
+                failures: list[BaseException] = []
+                offered: list[tuple[int, float]] = []
 
-            def send():
-                try:
-                    paced(stack, ids, duration, speed, chunk_s=1.0)
-                except BaseException as exc:  # the load generator failing is not the product failing: say so
-                    failures.append(exc)
+                def send():
+                    try:
+                        offered.append(paced(stack, ids, duration, 1.0, chunk_s=chunk_s))
+                    except BaseException as exc:  # the load generator failing is not the product failing: say so
+                        failures.append(exc)
 
-            sender = threading.Thread(target=send)
-            started = time.monotonic()
-            sender.start()
-            peak, max_lag = idle, 0.0
-            while sender.is_alive() or not all(ended(r, c) for c in ids):
-                peak = max(peak, rss_bytes(worker.proc.pid))
-                max_lag = max(max_lag, worker.metric("callpulse_consumer_lag_messages"))
-                time.sleep(1.0)
-                assert worker.proc.poll() is None
-                assert not failures, f"the test's producer failed: {failures[0]!r}"
-                assert time.monotonic() - started < 900, "the backlog did not drain within 15 minutes"
-            sent_for = duration / speed
-            drained_after = time.monotonic() - started
-            verdicts = compare(r, "ref", ids, f"{speed:g}x real time for {sent_for:.0f} s ({calls} calls, max lag {max_lag:.0f} messages)")
+                sender = threading.Thread(target=send)
+                started, chunks0 = time.monotonic(), worker.metric("callpulse_chunks_total", THROTTLED_SCRAPE_S)
+                sender.start()
+                peak, max_lag, served_in_overload = idle, 0.0, None
+                while sender.is_alive() or not all(ended(r, c) for c in ids):
+                    peak = max(peak, rss_bytes(worker.proc.pid))
+                    max_lag = max(max_lag, worker.metric("callpulse_consumer_lag_messages", THROTTLED_SCRAPE_S))
+                    if served_in_overload is None and not sender.is_alive():
+                        served_in_overload = (worker.metric("callpulse_chunks_total", THROTTLED_SCRAPE_S) - chunks0) / (time.monotonic() - started)
+                        print(f"overload: {calls} calls sent; the worker processed {served_in_overload:.1f} messages/s meanwhile, lag {max_lag:.0f}")
+                    time.sleep(1.0)
+                    assert worker.proc.poll() is None
+                    assert not failures, f"the test's producer failed: {failures[0]!r}"
+                    assert time.monotonic() - started < 900, "the backlog did not drain within 15 minutes"
+                drained_after = time.monotonic() - started
+                wait_for(lambda: worker.metric("callpulse_consumer_lag_messages", THROTTLED_SCRAPE_S) == 0, 60, what="the lag to drain")
+            sent, sending_s = offered[0]
+            overload = (sent / sending_s) / served_in_overload
+            frame_bytes = len(frames_for("x", call_legs(chunk_s), chunk_s=chunk_s)[0][2])
             growth = peak - idle
-            print(f"overload: idle RSS {idle / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB ({growth / calls / 1024:.0f} kB per call), "
-                  f"max lag {max_lag:.0f} messages, all calls ended {drained_after:.0f} s after the load began")
+            verdicts = compare(r, "ref", ids, f"{overload:.1f}x overload for {sending_s:.0f} s ({calls} calls, max lag {max_lag:.0f} messages)")
+            print(f"overload: worker processed {served:.1f} messages/s throttled; offered {sent / sending_s:.1f}/s for {sending_s:.0f} s "
+                  f"while it processed {served_in_overload:.1f}/s = {overload:.1f}x; max lag {max_lag:.0f} messages "
+                  f"({max_lag * frame_bytes / 2**20:.0f} MiB of audio); RSS idle {idle / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB "
+                  f"(+{growth / calls / 1024:.0f} kB per call); every call ended {drained_after:.0f} s after the load began")
+            assert overload >= 5, f"the test did not overload the worker 5x ({overload:.1f}x)"
             assert set(verdicts.values()) == {"identical"}, {c: diff(r, "ref", c) for c, v in verdicts.items() if v != "identical"}
             assert worker.metric("callpulse_chunks_dropped_total") == 0
-            assert growth < calls * 2 * 2**20, "RSS must stay bounded by the live calls, not the backlog"
+            assert worker.metric("callpulse_dead_letters_total") == 0
+            # bounded by the live calls (about 160 kB each, see Benchmark) and the consumer's fetch buffers, not the backlog
+            assert growth < calls * 512 * 1024 + 128 * 2**20, f"RSS grew {growth / 2**20:.0f} MiB"
         finally:
             worker.stop()
+
+
+def calibrate(stack, r, worker, duration: float, chunk_s: float, calls: int = 8) -> float:
+    """Messages per second the throttled worker processes: ``calls`` copies of the load's call are produced while
+    the worker is stopped, then timed from its release to the last chunk read."""
+    ids = [f"cal-{i}" for i in range(calls)]
+    before = worker.metric("callpulse_chunks_total")
+    os.kill(worker.proc.pid, signal.SIGSTOP)
+    try:
+        with CallProducer(stack.bootstrap_servers) as p:
+            for cid in ids:
+                send_frames(p, cid, frames_for(cid, call_legs(duration), chunk_s=chunk_s, t0=T0), start=True)
+    finally:
+        os.kill(worker.proc.pid, signal.SIGCONT)
+    total = calls * len(frames_for("x", call_legs(duration), chunk_s=chunk_s))
+    with Throttle(worker.proc.pid, share=THROTTLE_SHARE):
+        t0 = time.monotonic()
+        wait_for(lambda: worker.metric("callpulse_chunks_total", THROTTLED_SCRAPE_S) - before >= total, 300, what="the calibration drain")
+        served = total / (time.monotonic() - t0)
+    with CallProducer(stack.bootstrap_servers) as p:
+        for cid in ids:
+            p.end_call(cid, ts=T0 + duration)
+    wait_for(lambda: all(ended(r, c) for c in ids), 120, what="the calibration calls to end")
+    print(f"overload: calibration: {total} messages drained at {served:.1f} messages/s by the throttled worker")
+    return served

@@ -4,6 +4,7 @@ process running Whisper-base, and real speech (the shipped sample call built fro
 from __future__ import annotations
 
 import json
+import urllib.request
 import time
 from collections import Counter
 
@@ -100,6 +101,10 @@ def test_a_real_utterance_comes_back_as_text_in_redis_and_on_the_topic_and_a_cue
         assert tx.metric("callpulse_transcriber_segments_total") == len(entries)
         assert tx.metric("callpulse_transcriber_audio_seconds_total") > 5
         assert tx.metric("callpulse_transcript_latency_seconds_count") == len(entries)
+        # the transcriber serves the workers' liveness probe beside /metrics, and its lag gauge has drained
+        health = urllib.request.urlopen(f"http://127.0.0.1:{tx.metrics_port}/healthz", timeout=5)
+        assert health.status == 200 and json.loads(health.read())["ok"] is True
+        wait_for(lambda: tx.metric("callpulse_consumer_lag_messages") == 0, 30, what="the transcriber's lag to drain")
     finally:
         tx.stop()
 

@@ -1,131 +1,57 @@
-"""The Faust agent: the only place where Kafka, the pure core and the sinks meet.
+"""The emotion worker: the only place where Kafka, the pure core (``workers.pipeline``) and the sinks meet.
 
-One agent consumes ``calls.audio`` and ``calls.events`` together (same key, same partition count, so a
-call's audio and events reach the same worker), in micro-batches. The core runs in one executor thread so
-the event loop stays free for Kafka and Redis; a lock serialises batches, timers and rebalances, so
-per-call state needs no other locking. Messages are acknowledged only after their effects are written.
+The Kafka side (micro-batches, the core in its own thread under a lock, acknowledgements after the writes,
+rebalances, lag and backlog marks, the event loop's heartbeat for ``/healthz``) is
+``workers.batch_agent.BatchAgent``, shared with the transcriber; this module adds the models, the alert rules
+(reloaded once a second), the manager-KPI job on the leader and the live-sentiment gauge.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
 from statistics import fmean
 
 import faust
 import redis.asyncio as aioredis
 
-from stream import topics
 from stream.app import create_app, declare_topics
 from stream.settings import Settings
 
+from .batch_agent import BatchAgent
 from .health import Liveness, start_http_endpoint
 from .inference import Models
 from .kpi_job import make_kpi_job
 from .metrics import METRICS, WorkerMetrics
-from .pipeline import BatchResult, Pipeline, Record
+from .pipeline import Pipeline
 from .rules import RuleEngine, RuleSet
 from .sinks import KafkaSink, RedisSink
 
 log = logging.getLogger(__name__)
-TIMER_INTERVAL_S = 1.0
-HEARTBEAT_INTERVAL_S = 1.0
 
 
-class Worker:
+class Worker(BatchAgent):
     def __init__(self, settings: Settings, metrics: WorkerMetrics = METRICS, app: faust.App | None = None,
                  liveness: Liveness | None = None) -> None:
         if not settings.worker_name:
             settings = settings.model_copy(update={"worker_name": socket.gethostname()})
-        self.s = settings
-        self.m = metrics
-        self.liveness = liveness or Liveness(settings.liveness_stuck_after_s)
-        metrics.last_batch_age.set_function(self.liveness.last_batch_age)
-        metrics.core_run_seconds.set_function(self.liveness.core_run_seconds)
-        self.app = app or create_app(settings)
-        self.topics = declare_topics(self.app, settings)
+        liveness = liveness or Liveness(settings.liveness_stuck_after_s)
+        app = app or create_app(settings)
+        self.topics = declare_topics(app, settings)
         models = Models(settings.model_dir or None, threads=settings.onnx_threads)
         self.rules = _load_rules(settings)
         self.pipeline = Pipeline(settings, models, models.emotion.labels, metrics, self.rules)
         self.redis = aioredis.from_url(settings.redis_url)
-        self.redis_sink = RedisSink(self.redis, settings, metrics)
-        self.kafka_sink = KafkaSink(self.topics["alerts"], self.topics["summaries"], self.topics["dlq"], metrics)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callpulse-core")
-        self.lock = asyncio.Lock()
-        self.stream = None
-        self.revoked_generation = -1   # the consumer generation whose partitions were last revoked
-        self.read_offsets: dict[tuple[str, int], int] = {}   # (topic, partition) -> offset of the last record the core read
-        self.app.agent(self.topics["input"], name="callpulse.analyse")(self.consume)
-        self.app.timer(TIMER_INTERVAL_S)(self.tick)
-        self.app.timer(HEARTBEAT_INTERVAL_S)(self.heartbeat)
-        self.app.on_partitions_revoked.connect(self.on_revoked)
-        self.app.timer(settings.kpi_interval_s, on_leader=True)(make_kpi_job(self.redis, settings, metrics))
+        super().__init__(app, self.topics["input"], settings, self.pipeline, RedisSink(self.redis, settings, metrics),
+                         KafkaSink(self.topics["alerts"], self.topics["summaries"], self.topics["dlq"], metrics),
+                         metrics, liveness, agent_name="callpulse.analyse", thread_name="callpulse-core")
+        app.timer(settings.kpi_interval_s, on_leader=True)(make_kpi_job(self.redis, settings, metrics))
 
-    async def consume(self, stream: faust.StreamT) -> None:
-        self.stream = stream
-        async for events in stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s):
-            async with self.lock:
-                events = self._current(events)
-                if not events:
-                    continue
-                records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition, timestamp=e.message.timestamp)
-                           for e in events]
-                await self._restore_unknown(records)
-                result = await self._core(self.pipeline.process, records)
-                await self._emit(result)
-                for e in events:
-                    key = (e.message.topic, e.message.partition)
-                    self.read_offsets[key] = max(e.message.offset, self.read_offsets.get(key, -1))
-            _forget_payloads(events, result.acks)
-
-    def _current(self, events: list) -> list:
-        """Drop events fetched before the last rebalance. ``noack_take`` may hold a batch across a revocation; its
-        calls were just released, and the new assignment re-reads these messages from the committed offsets.
-        Processing them first would restore a call from Redis and then see its audio jump ahead of the anchor
-        (seen once after a broker restart: the call came out identical but for 1 s of audio counted as a gap)."""
-        current = self.app.consumer_generation_id
-        if current == self.revoked_generation:   # revoked, not yet assigned again: everything in hand is stale
-            fresh = []
-        else:   # as faust's own per-event check: only messages fetched in the current generation
-            fresh = [e for e in events if e.message.generation_id is None or e.message.generation_id == current]
-        if len(fresh) < len(events):
-            log.info("rebalance: skipped %d messages fetched before it (they are read again)", len(events) - len(fresh))
-        return fresh
-
-    async def _core(self, fn, *args):
-        """Run the core in its thread, timed for the liveness probe."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.liveness.run, fn, *args)
-
-    async def heartbeat(self) -> None:
-        """Proves the event loop runs (the tick cannot: it waits for the core's lock)."""
-        self.liveness.beat()
-
-    async def _restore_unknown(self, records: list[Record]) -> None:
-        wanted = {cid for r in records if (cid := Pipeline.call_id_of(r)) and self.pipeline.needs_lookup(cid)}
-        if wanted:
-            for cid, fields in (await self.redis_sink.load_calls(sorted(wanted))).items():
-                self.pipeline.restore(cid, fields)
-
-    async def _emit(self, result: BatchResult) -> None:
-        await self.kafka_sink.write(result)
-        await self.redis_sink.write(result)
-        if self.stream is not None:
-            for event in result.acks:
-                await self.stream.ack(event)
-
-    async def tick(self) -> None:
-        """Timeouts, alert-rule reloads and gauges, once a second."""
+    def before_tick(self) -> None:
         self.rules.maybe_reload()
-        async with self.lock:
-            result = await self._core(self.pipeline.expire)
-            await self._emit(result)
-            self._update_gauges()
-        await self._update_lag()
 
-    def _update_gauges(self) -> None:
+    def after_tick(self) -> None:
         by_queue: dict[str, list[float]] = {}
         for call in self.pipeline.calls.values():
             s = call.scores["customer"].sentiment_avg
@@ -133,54 +59,6 @@ class Worker:
                 by_queue.setdefault(call.meta.get("queue") or "unknown", []).append(s)
         for queue, values in by_queue.items():
             self.m.live_sentiment.labels(queue).set(fmean(values))
-
-    async def _update_lag(self) -> None:
-        """Lag = the broker's end of each partition minus what the core has read (not what the consumer has
-        fetched: a stuck core shows as growing lag); the gauge shows the audio partitions. A partition read to
-        its end is caught up: the core's wall-clock waits apply to it again (see ``workers.backlog``)."""
-        consumer = self.app.consumer
-        caught_up = set()
-        try:
-            for tp in consumer.assignment():
-                if tp.topic not in (topics.AUDIO, topics.EVENTS):
-                    continue
-                highwater = consumer.highwater(tp)
-                if highwater is None:
-                    continue
-                read = self.read_offsets.get((tp.topic, tp.partition))
-                position = read + 1 if read is not None else await consumer.position(tp)
-                if position is None:
-                    continue
-                lag = highwater - position
-                if tp.topic == topics.AUDIO:
-                    self.m.consumer_lag.labels(str(tp.partition)).set(max(lag, 0))
-                if lag <= 0:
-                    caught_up.add((tp.topic, tp.partition))
-        except Exception as exc:  # lag is best effort; never stop the worker for it
-            log.debug("lag update failed: %r", exc)
-        if caught_up:
-            async with self.lock:
-                self.pipeline.mark_caught_up(caught_up)
-
-    async def on_revoked(self, sender, revoked, **kwargs) -> None:
-        parts = {tp.partition for tp in revoked if tp.topic in (topics.AUDIO, topics.EVENTS)}
-        if parts:
-            async with self.lock:
-                self.revoked_generation = self.app.consumer_generation_id
-                for key in [k for k in self.read_offsets if k[1] in parts]:
-                    del self.read_offsets[key]
-                n = self.pipeline.drop_partitions(parts)
-            log.info("rebalance: released %d calls of partitions %s", n, sorted(parts))
-
-
-def _forget_payloads(events, acked) -> None:
-    """Held messages are kept only to be acknowledged later; their decoded audio already lives in the leg
-    buffers, so drop the raw bytes now (about 40 kB per live call at 500 ms chunks)."""
-    done = {id(e) for e in acked}
-    for event in events:
-        if id(event) not in done:
-            event.message.value = None
-            event.value = None
 
 
 def _load_rules(settings: Settings) -> RuleEngine:

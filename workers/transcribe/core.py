@@ -22,6 +22,7 @@ from stream import topics
 from stream.redis_keys import LEGS, STATE_FIELD
 from stream.settings import Settings
 from workers.audio import ANALYSIS_RATE_HZ
+from workers.backlog import Backlog
 from workers.batch import BatchResult, Record
 from workers.cues import CueSet, cue_alert
 from workers.ingest import Ingest
@@ -97,6 +98,7 @@ class TranscriptCore:
         self.calls: dict[str, TxCall] = {}
         self.ended: OrderedDict[str, float] = OrderedDict()
         self.looked_up: set[str] = set()
+        self.backlog = Backlog(late_after_s=settings.end_grace_s)
 
     # -- lookup protocol with the agent (as workers.pipeline.Pipeline) ----------------------------
     @staticmethod
@@ -122,7 +124,12 @@ class TranscriptCore:
         for cid in gone:
             del self.calls[cid]
             self.looked_up.discard(cid)
+        self.backlog.forget(partitions)
         return len(gone)
+
+    def mark_caught_up(self, keys) -> None:
+        """The agent read these (topic, partition)s to the broker's end: nothing of theirs is in flight."""
+        self.backlog.caught_up(keys)
 
     # -- the batch -------------------------------------------------------------------------------------
     def process(self, records: list[Record]) -> TranscriptBatch:
@@ -130,12 +137,13 @@ class TranscriptCore:
         now = self.clock()
         touched: dict[str, TxCall] = {}
         for rec in records:
+            self.backlog.note(rec, now)
             if rec.topic == topics.EVENTS:
                 self._on_event(rec, now, out, touched)
             else:
                 self._on_audio(rec, now, out, touched)
-        grace = self.s.start_grace_s   # wall clock only: this tier does not yet track a backlog (workers.backlog)
-        for call_id in self.ingest.expire_orphans(now, out, lambda rec, waited: waited > grace):
+        grace = self.s.start_grace_s
+        for call_id in self.ingest.expire_orphans(now, out, lambda rec, waited: self.backlog.start_surely_missing(rec, waited, grace)):
             self.looked_up.discard(call_id)
         ending = [c for c in self.calls.values() if self._should_end(c, now)]
         jobs: list[tuple[TxCall, Utterance]] = []
@@ -203,14 +211,17 @@ class TranscriptCore:
             self.ingest.push(call, rec, frame, now)
 
     def _should_end(self, call: TxCall, now: float) -> bool:
-        if now - call.last_seen > self.s.inactivity_timeout_s:
+        """As the emotion worker's lifecycle: at the end event once the audio has caught up with its time; by the
+        grace or the inactivity timeout only while the call's audio partition is not read late."""
+        waits_apply = not self.backlog.audio_behind(call.partition)
+        if waits_apply and now - call.last_seen > self.s.inactivity_timeout_s:
             return True
         if not call.end_requested:
             return False
         end_ts, asked_at = call.end_requested
         legs = [c.audio for c in call.legs.values()]
         caught_up = all(a.next_ts is not None and a.next_ts >= end_ts - END_TOLERANCE_S and not a.pending for a in legs)
-        return caught_up or now - max(asked_at, call.last_seen) > self.s.end_grace_s
+        return caught_up or (waits_apply and now - max(asked_at, call.last_seen) > self.s.end_grace_s)
 
     def _finish(self, call: TxCall, out: TranscriptBatch) -> None:
         call.status = "ended"
