@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from .bench import _cpu_s, _histogram, _metrics, quantile
+from .bench_support import cpu_seconds, histogram, quantile, scrape
 from .frame import AudioFrame, encode_frame
 from .localstack import LocalStack, free_port
 from .producer import CallProducer
@@ -123,7 +123,7 @@ class TranscriberUnderTest:
         deadline = time.monotonic() + 90
         while True:
             try:
-                _metrics(self.port)
+                scrape(self.port)
                 return
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -149,8 +149,8 @@ def run_stack(stack: LocalStack, n_calls: int, seconds: float, tag: str, log=pri
         producer.start_call(f"tx-{tag}-warm", ts=time.time())
         producer.flush()
         time.sleep(4.0)
-        before = _metrics(tx.port)
-        b_hist, _ = _histogram(before, LATENCY_METRIC)
+        before = scrape(tx.port)
+        b_hist, _ = histogram(before, LATENCY_METRIC)
         t0 = time.time() + 1.0
         step = int(CHUNK_S * 8000)
         schedule, ids, expected = [], [], 0
@@ -170,7 +170,7 @@ def run_stack(stack: LocalStack, n_calls: int, seconds: float, tag: str, log=pri
                     schedule.append((cap + CHUNK_S, cid, encode_frame(frame)))
             schedule.append((start + n / 8000 + CHUNK_S, cid, ("end", lang, start + n / 8000)))
         schedule.sort(key=lambda s: s[0])
-        cpu0, wall0, lag = _cpu_s(tx.proc.pid), time.time(), 0.0
+        cpu0, wall0, lag = cpu_seconds(tx.proc.pid), time.time(), 0.0
         for due, cid, what in schedule:
             wait = due - time.time()
             if wait > 0:
@@ -194,8 +194,8 @@ def run_stack(stack: LocalStack, n_calls: int, seconds: float, tag: str, log=pri
             if written >= expected or time.time() > deadline:
                 break
             time.sleep(0.5)
-        wall, cpu = time.time() - wall0, _cpu_s(tx.proc.pid) - cpu0
-        a_hist, _ = _histogram(_metrics(tx.port), LATENCY_METRIC)
+        wall, cpu = time.time() - wall0, cpu_seconds(tx.proc.pid) - cpu0
+        a_hist, _ = histogram(scrape(tx.port), LATENCY_METRIC)
         p50, p99 = quantile(b_hist, 0.5, a_hist), quantile(b_hist, 0.99, a_hist)
         producer.close()
         ok = written >= expected and p99 is not None and p99 <= SUSTAINED_P99_S and lag < 0.5
