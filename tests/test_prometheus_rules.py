@@ -32,7 +32,23 @@ def test_prometheus_config_is_valid():
 
 
 def test_rule_unit_tests_pass():
-    assert "SUCCESS" in promtool("test", "rules", "rules_test.yml", cwd=DIR / "tests")
+    files = sorted(p.name for p in (DIR / "tests").glob("*_test.yml"))
+    assert {"rules_test.yml", "transcriber_rules_test.yml"} <= set(files)
+    out = promtool("test", "rules", *files, cwd=DIR / "tests")
+    assert out.count("SUCCESS") == len(files), out
+
+
+def test_every_alert_selects_its_tier_by_job():
+    """Workers and transcribers export the same metric families; an alert on a shared family that does not
+    select a job would add one tier's lag, dead letters or stalls to the other's."""
+    import yaml
+    shared = ("callpulse_consumer_lag_messages", "callpulse_dead_letters_total", "callpulse_last_batch_age_seconds", "up{")
+    for g in yaml.safe_load((DIR / "alerting_rules.yml").read_text())["groups"]:
+        for r in g["rules"]:
+            if any(s in r["expr"] for s in shared):
+                assert 'job="callpulse-' in r["expr"], r["alert"]
+            if r["alert"].startswith("CallpulseTranscri"):
+                assert 'job="callpulse-transcriber"' in r["expr"], r["alert"]
 
 
 def test_a_broken_rule_is_caught(tmp_path):

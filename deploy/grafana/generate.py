@@ -34,6 +34,8 @@ def queue_var() -> dict:
 
 
 def operations() -> dict:
+    # The transcriber exports the same families (lag of its own group, the same dead letters): workers only here.
+    W = '{job="callpulse-worker"}'
     p = [
         panel(1, "Chunks in / s", [("sum by (leg) (rate(callpulse_chunks_total[1m]))", "{{leg}}")], 0, 0),
         panel(2, "Analysed steps / s", [("sum by (leg, speech) (rate(callpulse_windows_total[1m]))", "{{leg}} scored={{speech}}")], 12, 0),
@@ -43,10 +45,10 @@ def operations() -> dict:
         panel(4, "Inference time per batch", [
             ("histogram_quantile(0.99, sum by (le) (rate(callpulse_inference_seconds_bucket[5m])))", "p99"),
             ("sum(rate(callpulse_inference_seconds_sum[5m])) / sum(rate(callpulse_inference_seconds_count[5m]))", "mean")], 12, 8, "s"),
-        panel(5, "Consumer lag (messages)", [("sum by (partition) (callpulse_consumer_lag_messages)", "partition {{partition}}")], 0, 16),
+        panel(5, "Consumer lag (messages)", [(f"sum by (partition) (callpulse_consumer_lag_messages{W})", "partition {{partition}}")], 0, 16),
         panel(6, "Active calls", [("sum(callpulse_active_calls)", "calls"), ("sum by (instance) (callpulse_active_calls)", "{{instance}}")], 12, 16),
         panel(7, "Bad input by reason / s", [("sum by (reason) (rate(callpulse_bad_input_total[5m]))", "{{reason}}")], 0, 24),
-        panel(8, "Dead letters / s", [("sum by (reason) (rate(callpulse_dead_letters_total[5m]))", "{{reason}}"),
+        panel(8, "Dead letters / s", [(f"sum by (reason) (rate(callpulse_dead_letters_total{W}[5m]))", "{{reason}}"),
                                       ("sum by (reason) (rate(callpulse_chunks_dropped_total[5m]))", "dropped {{reason}}")], 12, 24),
     ]
     return dashboard("callpulse-ops", "callpulse — operations", p)
@@ -69,7 +71,30 @@ def kpis() -> dict:
     return dashboard("callpulse-kpis", "callpulse — manager KPIs", p, [queue_var()])
 
 
-DASHBOARDS = {"operations.json": operations, "kpis.json": kpis}
+def transcriber() -> dict:
+    """The transcription tier (`callpulse transcriber`, job callpulse-transcriber)."""
+    j = '{job="callpulse-transcriber"}'
+    p = [
+        panel(1, "Real-time factor (recogniser s per s of speech)", [("callpulse:transcriber_rtf:5m", "{{instance}}")], 0, 0),
+        panel(2, "Recogniser busy share (1 = one core saturated; latency target at 0.5)",
+              [("callpulse:transcriber_busy_ratio:5m", "{{instance}}")], 12, 0, "percentunit"),
+        panel(3, "Transcript latency, end of speech to Redis", [
+            ("callpulse:transcript_latency_seconds:p50_5m", "p50"),
+            ("callpulse:transcript_latency_seconds:p99_5m", "p99"),
+            (f"histogram_quantile(0.99, sum by (le) (rate(callpulse_transcriber_wait_seconds_bucket{j}[5m])))", "p99 wait before the recogniser")], 0, 8, "s"),
+        panel(4, "Utterance queue and calls held", [(f"sum by (instance) (callpulse_transcriber_queue_utterances{j})", "queue {{instance}}"),
+                                                    (f"sum by (instance) (callpulse_transcriber_calls{j})", "calls {{instance}}")], 12, 8),
+        panel(5, "Consumer lag of callpulse-transcriber (messages)", [(f"sum by (partition) (callpulse_consumer_lag_messages{j})", "partition {{partition}}")], 0, 16),
+        panel(6, "Segments / s", [(f"sum by (leg) (rate(callpulse_transcriber_segments_total{j}[5m]))", "{{leg}}")], 12, 16),
+        panel(7, "Recogniser errors and redactions / min", [
+            (f"sum(rate(callpulse_transcriber_errors_total{j}[5m])) * 60", "utterances lost to errors"),
+            (f"sum(rate(callpulse_transcriber_redactions_total{j}[5m])) * 60", "numbers and e-mails redacted")], 0, 24),
+        panel(8, "Transcribers up", [(f"up{j}", "{{instance}}")], 12, 24),
+    ]
+    return dashboard("callpulse-transcriber", "callpulse — transcription tier", p)
+
+
+DASHBOARDS = {"operations.json": operations, "kpis.json": kpis, "transcriber.json": transcriber}
 
 
 def render() -> dict[str, str]:
