@@ -33,7 +33,8 @@ CALIBRATION_FOLD = 0                       # calibrate on the speakers NOT in th
 CALIBRATION_WINDOWS = 512                  # one 2 s window per clip, half of them through the telephone channel
 CALIBRATION_BATCH = 16
 CALIBRATION_SEED = 0
-RECIPE = "int8 static QDQ, per-channel int8 weights, uint8 activations, MinMax calibration, Conv+Gemm, front-end fp32"
+RECIPE = ("int8 static QDQ: per-channel int8 weights, uint8 activations, MinMax calibration on 512 windows of training "
+          "speakers; every Conv, Gemm and Relu but the log-mel front-end and each network's first conv (fp32)")
 
 
 def calibration_windows(clips: list[Clip], exclude_speakers: set[str], n: int = CALIBRATION_WINDOWS,
