@@ -5,6 +5,7 @@ probabilities move from its fp32 source.
     python -m onnx_models.int8_check cost onnx_models/emotion.onnx /tmp/int8/emotion.onnx
     python -m onnx_models.int8_check accuracy /work/models/fold0 /tmp/fold0_int8          # fold 0's held-out speakers
     python -m onnx_models.int8_check fidelity /tmp/fp32 onnx_models                        # every clip, telephone band
+    python -m onnx_models.int8_check cut /tmp/fp32/emotion.onnx /tmp/seed0/emotion.onnx --member 0   # one seed network
 
 CPU time, not wall time: the figure must hold on a machine where other processes run. The files are timed in
 interleaved rounds and the median round is reported, so a burst of contention hits every file alike.
@@ -112,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fidelity")
     f.add_argument("reference", type=Path)
     f.add_argument("other", type=Path)
+    f.add_argument("--channel", choices=("clean", "telephone"), default="telephone")
+    cut = sub.add_parser("cut", help="write the ensemble graph with one seed network only (needs onnx)")
+    cut.add_argument("src", type=Path)
+    cut.add_argument("dst", type=Path)
+    cut.add_argument("--member", type=int, default=0)
     for s in (a, f):
         s.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--json", type=Path, help="also write the result here")
@@ -121,8 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "accuracy":
         clips = held_out(load_all(args.data))
         res = {"held_out_speakers": sorted({c.speaker for c in clips}), **accuracy(args.dirs, clips)}
+    elif args.what == "fidelity":
+        res = fidelity(args.reference, args.other, load_all(args.data), args.channel)
     else:
-        res = fidelity(args.reference, args.other, load_all(args.data))
+        from .quantize import single_member
+        args.dst.parent.mkdir(parents=True, exist_ok=True)
+        single_member(args.src, args.dst, args.member)
+        res = {"wrote": str(args.dst), "bytes": args.dst.stat().st_size}
     text = json.dumps(res, indent=1)
     print(text)
     if args.json:
