@@ -17,6 +17,7 @@ from torch import nn
 
 from .dsp import SAMPLE_RATE_HZ, WINDOW_S
 from .labels import EMOTIONS, SENTIMENTS
+from .manifest import write_manifest
 
 OPSET = 17
 MODEL_VERSION = "0.6.0"
@@ -103,19 +104,6 @@ def check_parity(model: nn.Module, path: Path, which: int, output: int = 0) -> f
         got = sess.run(None, {"waveform": x})[output]
         worst = max(worst, float(np.abs(ref - got).max()))
     return worst
-
-
-def write_manifest(out: Path) -> dict:
-    manifest = {}
-    for name in ("emotion.onnx", "sentiment.onnx"):
-        p = out / name
-        m = onnx.load(str(p))
-        meta = {e.key: e.value for e in m.metadata_props}
-        manifest[name] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size,
-                          "labels": json.loads(meta["labels"]), "sample_rate": int(meta["sample_rate"]),
-                          "opset": m.opset_import[0].version, "model_version": meta["model_version"]}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
