@@ -160,3 +160,16 @@ def test_outputs_never_hold_nan_or_infinity():
     assert json.loads(text) == {"duration_s": None, "x": [1.0, None, {"y": None}], "ok": 2.5, "n": 3}
     assert all(tok not in text for tok in ("NaN", "Infinity"))
     assert math.isfinite(json.loads(text)["ok"])
+
+
+def test_an_alert_keeps_its_times_to_the_microsecond_in_the_alert_stream(stack):
+    """The alert stream once held ``at`` (epoch seconds) with 4 significant digits: 1.764e+09, days off."""
+    from workers.rules import Alert
+    at, t = 1_764_028_834.712345, 12_345.678901   # a capture time, and 3.4 h into a call
+    alert = Alert("a1", "c-times", "customer_anger", "warning", "customer", "open", 0.61234567, 0.6, t, at, "m")
+    client = aioredis.from_url(stack.redis_url)
+    asyncio.run(RedisSink(client, Settings(), WorkerMetrics(CollectorRegistry())).write(BatchResult(alerts=[alert])))
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    _, fields = r.xrevrange(Keys().alerts, count=1)[0]
+    assert abs(float(fields["at"]) - at) < 1e-6 and abs(float(fields["t"]) - t) < 1e-6
+    assert float(fields["value"]) == 0.612346

@@ -144,11 +144,14 @@ def _s(x) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+FIELD_DECIMALS = 6
+
+
 def _field(v) -> str:
     if v is None:
         return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
+    if isinstance(v, float):   # to the microsecond: `at` is an epoch time (4 significant digits made it 1.764e+09)
+        return repr(round(v, FIELD_DECIMALS))
     if isinstance(v, (dict, list)):
         return finite_json.dumps(v, separators=(",", ":"))
     return str(v)
