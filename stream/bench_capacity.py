@@ -122,8 +122,8 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
         profiler = tier = None
         try:
             if transcriber_core is not None:
-                from .bench_transcribe import TranscriberUnderTest   # needs the 'transcribe' extra
-                tier = TranscriberUnderTest(stack, core=transcriber_core)
+                from .bench_transcribe import start_transcriber   # the transcriber needs the 'transcribe' extra
+                tier = start_transcriber(stack, core=transcriber_core)
             for w in procs:
                 w.wait_ready()
             if profile is not None:   # attached now, while the group join still holds the backlog back

@@ -18,6 +18,7 @@ from .localstack import LocalStack, free_port
 SR = 8000
 MULAW = 1                       # the frame's encoding code for G.711 u-law
 WORKER_START_TIMEOUT_S = 60.0
+TRANSCRIBER_START_TIMEOUT_S = 90.0   # it checks and loads Whisper-base first
 DISTINCT_CALL_AUDIO = 8         # calls cycle through this many synthetic conversations
 
 
@@ -169,17 +170,19 @@ def quantile(buckets: list[tuple[float, float]], q: float, after: list[tuple[flo
 
 # -- the worker process -----------------------------------------------------------------------------
 class WorkerUnderTest:
-    """``callpulse worker`` in its own process, pinned to ``core``, with its metrics endpoint on a free port."""
+    """``callpulse worker`` (or ``transcriber``) in its own process, pinned to ``core``, with its metrics endpoint
+    on a free port."""
 
-    def __init__(self, stack: LocalStack, core: int = 0, env: dict[str, str] | None = None) -> None:
+    def __init__(self, stack: LocalStack, core: int = 0, env: dict[str, str] | None = None, subcommand: str = "worker") -> None:
         self.port = free_port()
         self.core = core
+        self.subcommand = subcommand
         full_env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "CALLPULSE_REDIS_URL": stack.redis_url,
                     "CALLPULSE_INACTIVITY_TIMEOUT_S": "600", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
                     "CALLPULSE_WORKER_NAME": f"bench-{core}-{self.port}", **(env or {})}
         cores = {core % (os.cpu_count() or 1)}
         preexec = (lambda: os.sched_setaffinity(0, cores)) if (os.cpu_count() or 1) > 1 else None
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--metrics-port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", subcommand, "--metrics-port", str(self.port)],
                                      env=full_env, preexec_fn=preexec, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = self.proc.pid
 
@@ -191,7 +194,7 @@ class WorkerUnderTest:
                 return
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"the worker did not start (exit code {self.proc.poll()})")
+                    raise RuntimeError(f"the {self.subcommand} did not start (exit code {self.proc.poll()})")
                 time.sleep(0.1)
 
     def metrics(self) -> str:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from .bench_support import cpu_seconds, histogram, quantile, scrape
+from .bench_support import TRANSCRIBER_START_TIMEOUT_S, WorkerUnderTest, cpu_seconds, histogram, quantile, scrape
 from .frame import AudioFrame, encode_frame
-from .localstack import LocalStack, free_port
+from .localstack import LocalStack
 from .producer import CallProducer
 from .redis_keys import Keys
 from .replay import load_sample_calls
@@ -112,34 +110,15 @@ def recogniser_alone(seconds: float) -> TranscribeBench:
     return res
 
 
-class TranscriberUnderTest:
-    def __init__(self, stack: LocalStack, core: int = TRANSCRIBER_CORE) -> None:
-        self.port = free_port()
-        env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "CALLPULSE_REDIS_URL": stack.redis_url,
-               "CALLPULSE_INACTIVITY_TIMEOUT_S": "600", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        pin = (lambda: os.sched_setaffinity(0, {core % os.cpu_count()})) if os.cpu_count() and os.cpu_count() > 1 else None
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "transcriber", "--metrics-port", str(self.port)],
-                                     env=env, preexec_fn=pin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                scrape(self.port)
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the transcriber did not start")
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def start_transcriber(stack: LocalStack, core: int = TRANSCRIBER_CORE) -> WorkerUnderTest:
+    """``callpulse transcriber`` pinned to ``core``, once its metrics endpoint answers."""
+    tx = WorkerUnderTest(stack, core=core, subcommand="transcriber")
+    tx.wait_ready(TRANSCRIBER_START_TIMEOUT_S)
+    return tx
 
 
 def run_stack(stack: LocalStack, n_calls: int, seconds: float, tag: str, log=print) -> TranscribeRun:
-    tx = TranscriberUnderTest(stack)
+    tx = start_transcriber(stack)
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
     keys = Keys()
     try:
