@@ -72,7 +72,7 @@ class RedisSink:
         if ended:
             pipe.zrem(k.active, *ended)
         for alert in result.alerts:
-            pipe.xadd(k.alerts, {f: _field(v) for f, v in alert.to_dict().items()}, maxlen=self.s.alerts_maxlen, approximate=True)
+            pipe.xadd(k.alerts, alert_fields(alert), maxlen=self.s.alerts_maxlen, approximate=True)
         for summary in result.summaries:
             pipe.set(k.summary(summary["call_id"]), finite_json.dumps(summary), ex=self.s.summary_ttl_s)
             pipe.zadd(k.summaries, {summary["call_id"]: summary["ended_at"]})
@@ -145,6 +145,11 @@ def _s(x) -> str:
 
 
 FIELD_DECIMALS = 6
+
+
+def alert_fields(alert) -> dict[str, str]:
+    """An alert as the fields of its entry in the alert stream (both tiers write alerts there)."""
+    return {f: _field(v) for f, v in alert.to_dict().items()}
 
 
 def _field(v) -> str:

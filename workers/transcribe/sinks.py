@@ -8,7 +8,7 @@ import json
 import time
 
 from stream import finite_json
-from workers.sinks import RedisSink, _field, dead_letter_message
+from workers.sinks import RedisSink, alert_fields, dead_letter_message
 
 from .core import TranscriptBatch
 
@@ -56,7 +56,7 @@ class TranscriptRedisSink(RedisSink):
             pipe.hset(k.transcriber(cid), mapping=fields)
             pipe.expire(k.transcriber(cid), ttl(cid))
         for alert in result.alerts:
-            pipe.xadd(k.alerts, {f: _field(v) for f, v in alert.to_dict().items()}, maxlen=self.s.alerts_maxlen, approximate=True)
+            pipe.xadd(k.alerts, alert_fields(alert), maxlen=self.s.alerts_maxlen, approximate=True)
         return pipe
 
 
