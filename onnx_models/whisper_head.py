@@ -2,6 +2,9 @@
 window of EMOVO, RAVDESS and EmoDB (both channels), its standardisation folded into the weights. No torch.
 
     nice -n 15 python -m onnx_models.whisper_head --cache /work/feat/whisper_base_layers --view L1-5 --norm none
+    # a head to judge on calls of held-out speakers: without fold 0's speakers (as `train --holdout 0`), or without a corpus
+    python -m onnx_models.whisper_head --cache ... --holdout 0 --out /work/feat/head_fold0.npz
+    python -m onnx_models.whisper_head --cache ... --exclude-corpus emovo --out /work/feat/head_no_emovo.npz
 
 The saved arrays (``whisper_head.npz``, a few hundred kB) are what `whisper_export profile` puts behind the
 truncated encoder: ``layers`` (which pooled states, concatenated), ``norm`` ("none" or "causal"), the training
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import speaker_folds
 from .labels import EMOTIONS, SENTIMENTS
 from .whisper_legnorm import DEFAULT_PRIOR_WINDOWS, GlobalStats
 from .whisper_probe import NORMS, VIEWS, fit_probe, load_windows, normalised
@@ -33,12 +37,20 @@ def _folded(scaler, lr, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return w.astype(np.float32), b.astype(np.float32)
 
 
-def train_head(cache: Path, view: str, norm: str, prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> dict[str, np.ndarray]:
+def train_head(cache: Path, view: str, norm: str, prior_windows: float = DEFAULT_PRIOR_WINDOWS,
+               holdout: int | None = None, exclude_corpora: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """``holdout``: leave out the speakers of that fold (`data.speaker_folds`, as `train --holdout`);
+    ``exclude_corpora``: leave those corpora out (a model that never heard their language)."""
     if norm not in ("none", "causal"):
         raise ValueError(f"norm {norm!r}: a live call allows 'none' or 'causal' ('speaker' needs the leg's future)")
     w = load_windows(cache)
+    unknown = set(exclude_corpora) - {c.corpus for c in w.clips}
+    if unknown:
+        raise ValueError(f"exclude_corpora {sorted(unknown)}: not in the cache (it holds {sorted({c.corpus for c in w.clips})})")
+    held = speaker_folds(w.clips)[holdout] if holdout is not None else set()
     x = w.feats[:, VIEWS[view]].reshape(len(w.feats), -1).astype(np.float32)
-    rows = np.flatnonzero([w.clips[c].emotion in EMOTIONS for c in w.clip])
+    rows = np.flatnonzero([w.clips[c].emotion in EMOTIONS and w.clips[c].speaker not in held
+                           and w.clips[c].corpus not in exclude_corpora for c in w.clip])
     prior = GlobalStats.of(x[rows])
     xn = normalised(x, w, norm, rows, prior_windows)
     corpora = np.array([w.clips[c].corpus for c in w.clip[rows]])
@@ -50,7 +62,8 @@ def train_head(cache: Path, view: str, norm: str, prior_windows: float = DEFAULT
     return {"layers": np.array(VIEWS[view]), "view": np.array(view), "norm": np.array(norm),
             "prior_mean": prior.mean.astype(np.float32), "prior_var": prior.var.astype(np.float32),
             "prior_windows": np.array(prior_windows, np.float32), "emotion_w": emo_w, "emotion_b": emo_b,
-            "sentiment_w": sent_w, "sentiment_b": sent_b, "train_windows": np.array(len(rows))}
+            "sentiment_w": sent_w, "sentiment_b": sent_b, "train_windows": np.array(len(rows)),
+            "held_out": np.array(sorted(held), dtype=str), "excluded_corpora": np.array(sorted(exclude_corpora), dtype=str)}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -76,11 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--norm", default="none", choices=[n for n in NORMS if n != "speaker"],
                    help="causal: the head expects leg_stats; it loses on legs that hold one emotion (whisper_legs)")
     p.add_argument("--prior-windows", type=float, default=DEFAULT_PRIOR_WINDOWS)
+    p.add_argument("--holdout", type=int, choices=(0, 1, 2), default=None, help="leave out the speakers of this fold (as train --holdout)")
+    p.add_argument("--exclude-corpus", nargs="*", default=[], metavar="NAME", help="leave these corpora out (e.g. emovo)")
     p.add_argument("--out", type=Path, default=HEAD_FILE)
     args = p.parse_args(argv)
-    head = train_head(args.cache, args.view, args.norm, args.prior_windows)
+    try:
+        head = train_head(args.cache, args.view, args.norm, args.prior_windows, args.holdout, frozenset(args.exclude_corpus))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     np.savez_compressed(args.out, **head)
-    print(f"{args.out}: {args.view}, {args.norm}, {int(head['train_windows'])} training windows")
+    print(f"{args.out}: {args.view}, {args.norm}, {int(head['train_windows'])} training windows, "
+          f"held out {[str(s) for s in head['held_out']]}, corpora left out {[str(s) for s in head['excluded_corpora']]}")
     return 0
 
 
