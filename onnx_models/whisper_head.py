@@ -38,16 +38,21 @@ def _folded(scaler, lr, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_head(cache: Path, view: str, norm: str, prior_windows: float = DEFAULT_PRIOR_WINDOWS,
-               holdout: int | None = None, exclude_corpora: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+               holdout: int | None = None, exclude_corpora: frozenset[str] = frozenset(),
+               exclude_speakers: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """``holdout``: leave out the speakers of that fold (`data.speaker_folds`, as `train --holdout`);
-    ``exclude_corpora``: leave those corpora out (a model that never heard their language)."""
+    ``exclude_corpora``: leave those corpora out (a model that never heard their language); ``exclude_speakers``:
+    leave these speakers out too (cross-fitted scores of training-fold calls, to tune alert rules on)."""
     if norm not in ("none", "causal"):
         raise ValueError(f"norm {norm!r}: a live call allows 'none' or 'causal' ('speaker' needs the leg's future)")
     w = load_windows(cache)
     unknown = set(exclude_corpora) - {c.corpus for c in w.clips}
     if unknown:
         raise ValueError(f"exclude_corpora {sorted(unknown)}: not in the cache (it holds {sorted({c.corpus for c in w.clips})})")
-    held = speaker_folds(w.clips)[holdout] if holdout is not None else set()
+    unknown = set(exclude_speakers) - {c.speaker for c in w.clips}
+    if unknown:
+        raise ValueError(f"exclude_speakers {sorted(unknown)}: no such speaker in the cache")
+    held = (speaker_folds(w.clips)[holdout] if holdout is not None else set()) | set(exclude_speakers)
     x = w.feats[:, VIEWS[view]].reshape(len(w.feats), -1).astype(np.float32)
     rows = np.flatnonzero([w.clips[c].emotion in EMOTIONS and w.clips[c].speaker not in held
                            and w.clips[c].corpus not in exclude_corpora for c in w.clip])
@@ -91,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prior-windows", type=float, default=DEFAULT_PRIOR_WINDOWS)
     p.add_argument("--holdout", type=int, choices=(0, 1, 2), default=None, help="leave out the speakers of this fold (as train --holdout)")
     p.add_argument("--exclude-corpus", nargs="*", default=[], metavar="NAME", help="leave these corpora out (e.g. emovo)")
+    p.add_argument("--exclude-speakers", nargs="*", default=[], metavar="ID", help="leave these speakers out too (e.g. ravdess-02)")
     p.add_argument("--out", type=Path, default=HEAD_FILE)
     args = p.parse_args(argv)
     try:
-        head = train_head(args.cache, args.view, args.norm, args.prior_windows, args.holdout, frozenset(args.exclude_corpus))
+        head = train_head(args.cache, args.view, args.norm, args.prior_windows, args.holdout, frozenset(args.exclude_corpus),
+                          frozenset(args.exclude_speakers))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     np.savez_compressed(args.out, **head)

@@ -94,5 +94,10 @@ def test_the_head_leaves_out_the_folds_speakers_or_a_corpus(monkeypatch):
     no_emovo = whisper_head.train_head(None, "L1-5", "none", exclude_corpora=frozenset({"emovo"}))
     assert int(everyone["train_windows"]) - int(no_emovo["train_windows"]) == per_clip * sum(c.corpus == "emovo" for c in w.clips)
     assert list(map(str, no_emovo["excluded_corpora"])) == ["emovo"]
+    more = whisper_head.train_head(None, "L1-5", "none", holdout=0, exclude_speakers=frozenset({"emodb-03"}))
+    assert set(map(str, more["held_out"])) == held | {"emodb-03"}
+    assert int(fold["train_windows"]) - int(more["train_windows"]) == per_clip * len(EMOTIONS)
     with pytest.raises(ValueError, match="not in the cache"):
         whisper_head.train_head(None, "L1-5", "none", exclude_corpora=frozenset({"urdu"}))
+    with pytest.raises(ValueError, match="no such speaker"):
+        whisper_head.train_head(None, "L1-5", "none", exclude_speakers=frozenset({"urdu-01"}))
