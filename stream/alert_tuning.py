@@ -104,18 +104,33 @@ def labelled_windows(calls: list[dict], window_s: float = 2.0, min_speech: float
     return out
 
 
+def _penalised_log_loss(a: float, b: float, x: np.ndarray, y: np.ndarray, l2: float) -> float:
+    z = a * x + b
+    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * a * a)
+
+
 def platt(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:
-    """Logistic regression y ~ sigmoid(a x + b) by Newton's method (a small ridge keeps it finite when separable)."""
+    """Logistic regression y ~ sigmoid(a x + b) by Newton's method with a backtracking line search (a full Newton
+    step can overshoot and diverge when the scores are near-separable, as an over-confident model's are); a small
+    ridge on ``a`` keeps it finite when they are separable."""
+    if x.size == 0 or y.min() == y.max():
+        raise ValueError(f"Platt scaling needs windows of both classes; got {x.size} windows, {int(y.sum())} positive")
     a, b = 1.0, 0.0
-    for _ in range(50):
-        z = np.clip(a * x + b, -30, 30)
-        p = 1 / (1 + np.exp(-z))
+    loss = _penalised_log_loss(a, b, x, y, l2)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-np.clip(a * x + b, -30, 30)))
         g = np.array([np.sum((p - y) * x) + l2 * a, np.sum(p - y)])
         w = p * (1 - p)
         h = np.array([[np.sum(w * x * x) + l2, np.sum(w * x)], [np.sum(w * x), np.sum(w) + 1e-9]])
         step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-7:
+        t = 1.0
+        while t > 1e-6:
+            new = _penalised_log_loss(a - t * step[0], b - t * step[1], x, y, l2)
+            if new <= loss + 1e-4 * t * float(g @ -step):
+                break
+            t *= 0.5
+        a, b, loss = a - t * step[0], b - t * step[1], new
+        if np.abs(t * step).max() < 1e-7:
             break
     return float(a), float(b)
 
