@@ -14,7 +14,8 @@ fetcher ignores what ``wait_first`` returns, so what the stream receives does no
 from __future__ import annotations
 
 import types
-from typing import Any, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from mode.services import WaitResults
 
@@ -31,8 +32,8 @@ def install(consumer: Any) -> bool:
     return True
 
 
-def _fast_wait_first(original):
-    async def wait_first(self, *coros, timeout=None):
+def _fast_wait_first(original: Callable[..., Awaitable[WaitResults]]) -> Callable[..., Coroutine[Any, Any, WaitResults]]:
+    async def wait_first(self: Any, *coros: Any, timeout: float | None = None) -> WaitResults:
         if len(coros) != 2 or timeout is not None or not isinstance(coros[0], Coroutine) or not isinstance(coros[1], Coroutine):
             return await original(*coros, timeout=timeout)
         callback, suspended = coros
