@@ -25,6 +25,7 @@ from .inference import Models
 from .kpi_job import make_kpi_job
 from .metrics import METRICS, WorkerMetrics
 from .pipeline import Pipeline
+from .redis_pack import one_pass_packing
 from .rules import RuleEngine, RuleSet
 from .sinks import KafkaSink, RedisSink
 
@@ -42,7 +43,7 @@ class Worker(BatchAgent):
         models = Models(settings.model_dir or None, threads=settings.onnx_threads)
         self.rules = _load_rules(settings)
         self.pipeline = Pipeline(settings, models, models.emotion.labels, metrics, self.rules)
-        self.redis = aioredis.from_url(settings.redis_url)
+        self.redis = one_pass_packing(aioredis.from_url(settings.redis_url))
         super().__init__(app, self.topics["input"], settings, self.pipeline, RedisSink(self.redis, settings, metrics),
                          KafkaSink(self.topics["alerts"], self.topics["summaries"], self.topics["dlq"], metrics),
                          metrics, liveness, agent_name="callpulse.analyse", thread_name="callpulse-core")

@@ -21,6 +21,7 @@ import faust
 from stream import topics
 from stream.settings import Settings
 
+from . import fast_dispatch
 from .batch import BatchResult, Record
 from .health import Liveness
 from .metrics import WorkerMetrics
@@ -67,6 +68,7 @@ class BatchAgent:
 
     async def consume(self, stream: faust.StreamT) -> None:
         self.stream = stream
+        fast_dispatch.install(self.app.consumer)
         async for events in stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s):
             async with self.lock:
                 events = self._current(events)
