@@ -142,3 +142,29 @@ def test_task_targets_cover_exactly_the_training_clips_and_never_see_held_out_sp
         assert not (spk & held) and spk < set(t["speaker"])
     np.testing.assert_allclose(t["emotion"].sum(1), 1.0, rtol=1e-5)
     assert (t["emotion"].argmax(1) == t["label"]).mean() > 0.6
+
+
+def _scores(corpora: list[str], ua: float) -> dict:
+    level = {"emotion": {"ua": ua, "macro_f1": ua - 0.02}, "sentiment_head": {"ua": ua + 0.1, "macro_f1": ua}}
+    return {f"{c}/{b}": {"clip": level, "window": level} for c in corpora for b in ("clean", "telephone")}
+
+
+def test_distill_report_compares_arms_of_the_same_task_and_applies_the_shipping_rule():
+    from onnx_models.distill_report import collect, markdown
+    runs = [{"task": "fold0", "arm": "plain", "epochs": 30, "seed": 0, "scores": _scores(["ravdess", "emovo"], 0.50)},
+            {"task": "fold0", "arm": "kd", "epochs": 30, "seed": 0, "scores": _scores(["ravdess", "emovo"], 0.56)},
+            {"task": "fold1", "arm": "kd", "epochs": 30, "seed": 0, "scores": _scores(["ravdess", "emovo"], 0.90)},   # no plain arm: left out
+            {"task": "ravdess+emodb->emovo", "arm": "plain", "epochs": 30, "seed": 0, "scores": _scores(["emovo"], 0.40)},
+            {"task": "ravdess+emodb->emovo", "arm": "kd", "epochs": 30, "seed": 0, "scores": _scores(["emovo"], 0.43)}]
+    teacher = {"results": {"L1-5/none": {"tasks": [{"task": "fold0", "scores": _scores(["ravdess", "emovo"], 0.7)}]}}}
+    shipped = {"folds": [_scores(["ravdess", "emovo"], 0.6)], "cross": {}}
+    s = collect(runs, teacher, shipped)
+    assert [(c["task"], c["test"]) for c in s["cells"]] == [("fold0", "ravdess"), ("fold0", "emovo"), ("ravdess+emodb->emovo", "emovo")]
+    assert s["cells"][0]["kd_minus_plain"]["clean clip UA"] == pytest.approx(0.06)
+    assert s["cells"][0]["models"]["teacher"]["telephone clip UA"] == 0.7 and "teacher" not in s["cells"][2]["models"]
+    assert s["decision"]["ship"] and s["decision"]["mean_clip_ua_gain"] == pytest.approx(0.05)
+    runs[4]["scores"] = _scores(["emovo"], 0.385)              # one cell drops by 0.015: no shipping whatever the mean
+    s = collect(runs, teacher, shipped)
+    assert s["decision"]["mean_clip_ua_gain"] == pytest.approx(0.035)
+    assert not s["decision"]["ship"] and s["decision"]["worst_cell_gain"] == pytest.approx(-0.015)
+    assert "do not ship" in markdown(s)
