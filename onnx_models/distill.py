@@ -11,6 +11,11 @@ EmoDB added to every training set as for 0.6.0) with the same seed, so they see 
 heads (the sentiment target is the teacher's emotion distribution summed per sentiment). The teacher's targets
 are per clip, cross-fitted on the task's training speakers only (`distill_targets`). Each run scores its task's
 held-out clips like `evaluate` (clean and telephone, windows and clips) into ``{task}_{arm}_e{epochs}_s{seed}.json``.
+
+The shipping student (task ``all``: every speaker; targets cross-fitted over all speakers), a checkpoint in
+`train`'s format for `export` and `quantize`:
+
+    nice -n 10 python -m onnx_models.distill --task all --arm kd --epochs 80 --seeds 0 1 2 --jobs 2 --targets /work/feat/distill --ckpt artifacts/model_kd.pt
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +35,7 @@ from .distill_targets import EXTRA_CORPUS, TASKS, sentiment_targets
 from .evaluate import task_data
 from .labels import EMOTIONS
 from .torch_predict import evaluate_model
-from .train import SENTIMENT_LOSS_WEIGHT, SHIPPED_RECIPE, BatchLoss, train
+from .train import SENTIMENT_LOSS_WEIGHT, SHIPPED_RECIPE, BatchLoss, train, train_members
 
 KD_ALPHA = 0.5             # weight of the teacher term, fixed a priori (not tuned on any test speaker)
 ARMS = ("plain", "kd")
@@ -83,30 +89,54 @@ def kd_loss(emotion_targets: np.ndarray, clips: list[Clip], alpha: float, temper
     return loss
 
 
+def ship(clips: list[Clip], distill: BatchLoss | None, args: argparse.Namespace) -> dict:
+    """Every speaker, one network per seed: a checkpoint as `train` writes it (no held-out speakers)."""
+    t0 = time.time()
+    members = train_members(clips, "cnn2d", args.epochs, args.seeds, min(args.jobs, len(args.seeds)), SHIPPED_RECIPE, distill=distill)
+    ckpt = {"arch": "cnn2d", "members": members, "held_out": [], "seeds": args.seeds, "epochs": args.epochs,
+            **asdict(SHIPPED_RECIPE), "extra_train": [EXTRA_CORPUS], "corpora": sorted({c.corpus for c in clips}),
+            "train_seconds": round(time.time() - t0, 1), "held_out_scores": {},
+            "distillation": {"alpha": args.alpha, "teacher": "whisper_probe L1-5 / none, cross-fitted"} if distill else None}
+    args.ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, args.ckpt)
+    return {"out": str(args.ckpt), "train_seconds": ckpt["train_seconds"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--task", choices=list(TASKS), required=True)
+    p.add_argument("--task", choices=list(TASKS), required=True, help="'all': train the shipping student (needs --ckpt)")
     p.add_argument("--arm", choices=ARMS, required=True)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--task all: one network per seed")
+    p.add_argument("--jobs", type=int, default=2, help="--task all: networks trained side by side")
     p.add_argument("--alpha", type=float, default=KD_ALPHA)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--targets", type=Path, default=None, help="distill_targets folder (needed for --arm kd)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the result JSON")
+    p.add_argument("--out", type=Path, default=None, help="folder for the result JSON (evaluation tasks)")
+    p.add_argument("--ckpt", type=Path, default=None, help="--task all: the checkpoint to write")
     args = p.parse_args(argv)
     if args.arm == "kd" and args.targets is None:
         raise SystemExit("--arm kd needs --targets (a distill_targets folder)")
+    if (args.task == "all") != (args.ckpt is not None) or (args.task != "all" and args.out is None):
+        raise SystemExit("--task all writes a checkpoint (--ckpt); the other tasks write a result JSON (--out)")
     torch.set_num_threads(args.threads)
     clips, extra, keys = load_keyed(args.data)
     task = TASKS[args.task]
-    train_clips, test, label_sets = task_data(clips, task)
-    train_clips = train_clips + extra
+    if task[0] == "all":
+        train_clips, test, label_sets = clips + extra, [], {}
+    else:
+        train_clips, test, label_sets = task_data(clips, task)
+        train_clips = train_clips + extra
     distill, temperature = None, None
     if args.arm == "kd":
         z = np.load(args.targets / f"{args.task}.npz")
         temperature = float(z["temperature"])
         distill = kd_loss(aligned_targets(train_clips, keys, dict(z)), train_clips, args.alpha, temperature)
+    if task[0] == "all":
+        print(json.dumps(ship(train_clips, distill, args)), flush=True)
+        return 0
     t0 = time.time()
     model, history = train(train_clips, "cnn2d", args.epochs, args.seed, log=lambda m: print(m, flush=True), progress=False,
                            recipe=SHIPPED_RECIPE, distill=distill)

@@ -186,25 +186,27 @@ def held_out_scores(model: nn.Module, test: list[Clip]) -> dict[str, float]:
 
 def _train_member(seed: int) -> dict:
     """One seed's network; in a pool worker (fork: the clips are inherited) or in this process."""
-    clips, arch, epochs, recipe, threads, progress = _MEMBER_CONTEXT
+    clips, arch, epochs, recipe, threads, progress, distill = _MEMBER_CONTEXT
     torch.set_num_threads(threads)
     t0 = time.time()
     model, history = train(clips, arch, epochs, seed, log=lambda m: print(f"[seed {seed}] {m}", flush=True),
-                           progress=progress, recipe=recipe)
+                           progress=progress, recipe=recipe, distill=distill)
     return {"seed": seed, "state": model.state_dict(), "history": history, "train_seconds": round(time.time() - t0, 1)}
 
 
 _MEMBER_CONTEXT: tuple = ()
 
 
-def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], jobs: int, recipe: Recipe = SHIPPED_RECIPE) -> list[dict]:
-    """One network per seed, ``jobs`` side by side (one process and one thread each; 1: here, with this process's threads)."""
+def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], jobs: int, recipe: Recipe = SHIPPED_RECIPE,
+                  distill: BatchLoss | None = None) -> list[dict]:
+    """One network per seed, ``jobs`` side by side (one process and one thread each; 1: here, with this process's
+    threads); ``distill``: as for `train`."""
     global _MEMBER_CONTEXT
     if jobs <= 1:
-        _MEMBER_CONTEXT = (clips, arch, epochs, recipe, torch.get_num_threads(), True)
+        _MEMBER_CONTEXT = (clips, arch, epochs, recipe, torch.get_num_threads(), True, distill)
         return [_train_member(s) for s in seeds]
     import multiprocessing
-    _MEMBER_CONTEXT = (clips, arch, epochs, recipe, 1, False)   # per-epoch lines instead of interleaved bars
+    _MEMBER_CONTEXT = (clips, arch, epochs, recipe, 1, False, distill)   # per-epoch lines instead of interleaved bars
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         return pool.map(_train_member, seeds, chunksize=1)
 

@@ -12,7 +12,7 @@ from onnx_models.distill import aligned_targets, kd_loss
 from onnx_models.distill_targets import sentiment_targets, tempered
 from onnx_models.dsp import SAMPLE_RATE_HZ
 from onnx_models.labels import EMOTIONS
-from onnx_models.train import Recipe, train
+from onnx_models.train import Recipe, train, train_members
 
 
 def _clips(n: int = 6) -> list[Clip]:
@@ -85,3 +85,13 @@ def test_a_kd_run_sees_the_same_crops_as_the_plain_run():
     assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), kd.state_dict().values()))
     with pytest.raises(ValueError, match="mixup"):
         train(clips, epochs=1, recipe=Recipe(mixup=0.4), distill=lambda e, s, idx, hard: hard)
+
+
+def test_members_pass_the_distillation_loss_on():
+    torch.set_num_threads(1)
+    clips = _clips()
+    loss = kd_loss(_targets(clips), clips, 0.5, 2.0)
+    kd, _ = train(clips, epochs=1, seed=4, log=lambda *_: None, progress=False, distill=loss)
+    (member,) = train_members(clips, "cnn2d", 1, [4], jobs=1, distill=loss)
+    for a, b in zip(kd.state_dict().values(), member["state"].values()):
+        assert torch.equal(a, b)
