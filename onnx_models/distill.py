@@ -10,7 +10,7 @@ EmoDB added to every training set as for 0.6.0) with the same seed, so they see 
 ``kd`` replaces each batch's loss by ``(1 - alpha) * hard + alpha * T^2 * KL(teacher_T || student_T)`` on both
 heads (the sentiment target is the teacher's emotion distribution summed per sentiment). The teacher's targets
 are per clip, cross-fitted on the task's training speakers only (`distill_targets`). Each run scores its task's
-held-out clips like `evaluate` (clean and telephone, windows and clips) into ``{task}_{arm}_e{epochs}_s{seed}.json``.
+held-out clips like `evaluate` (clean and telephone, windows and clips) into ``{file_stem(task)}_{arm}_e{epochs}_s{seed}.json``.
 
 The shipping student (task ``all``: every speaker; targets cross-fitted over all speakers), a checkpoint in
 `train`'s format for `export` and `quantize`:
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import DEFAULT_DATA, Clip, load_corpus
-from .distill_targets import EXTRA_CORPUS, TASKS, sentiment_targets
+from .distill_targets import EXTRA_CORPUS, TASKS, file_stem, sentiment_targets
 from .evaluate import task_data
 from .labels import EMOTIONS
 from .torch_predict import evaluate_model
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         train_clips = train_clips + extra
     distill, temperature = None, None
     if args.arm == "kd":
-        z = np.load(args.targets / f"{args.task}.npz")
+        z = np.load(args.targets / f"{file_stem(args.task)}.npz")
         temperature = float(z["temperature"])
         distill = kd_loss(aligned_targets(train_clips, keys, dict(z)), train_clips, args.alpha, temperature)
     if task[0] == "all":
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
               "alpha": args.alpha if distill else None, "temperature": temperature, "train_clips": len(train_clips),
               "test_clips": len(test), "train_seconds": seconds, "history": history, "scores": scores}
     args.out.mkdir(parents=True, exist_ok=True)
-    dest = args.out / f"{args.task}_{args.arm}_e{args.epochs}_s{args.seed}.json"
+    dest = args.out / f"{file_stem(args.task)}_{args.arm}_e{args.epochs}_s{args.seed}.json"
     dest.write_text(json.dumps(result, indent=1))
     print(json.dumps({"out": str(dest), "train_seconds": seconds,
                       "clip_ua": {k: v["clip"]["emotion"]["ua"] for k, v in scores.items()}}), flush=True)

@@ -3,7 +3,7 @@ same held-out speakers; and the decision rule for shipping the student.
 
     python -m onnx_models.distill_report onnx_models/reports/distill --out onnx_models/reports/distill_summary.json
 
-Reads `distill`'s run files (``{task}_{arm}_e{epochs}_s{seed}.json``), the teacher's per-task scores
+Reads `distill`'s run files (``{file_stem(task)}_{arm}_e{epochs}_s{seed}.json``), the teacher's per-task scores
 (`whisper_probe_l1-5.json`, ``L1-5/none``) and 0.6.0's (`eval_cnn2d_x3_speed0.1_plus_emodb.json`). Only tasks
 with both arms are compared. Prints markdown tables and writes the JSON summary.
 """

@@ -9,7 +9,7 @@ on the other groups' windows scores each group's windows (cross-fitting: in-samp
 over-confident, and the held-out speakers of the task are never seen at all). A window's target is the softmax
 of the probe's logits at the temperature; a clip's target is the mean over its windows in both channels (the
 student trains on random crops, clean or telephone, so it gets the clip's distribution). Written per task as
-``{task}.npz``: ``corpus``, ``index`` (the clip's row in `data.load_corpus` order), ``emotion`` [clips, 8].
+``{file_stem(task)}.npz``: ``corpus``, ``index`` (the clip's row in `data.load_corpus` order), ``emotion`` [clips, 8].
 """
 
 from __future__ import annotations
@@ -33,6 +33,13 @@ TASKS: dict[str, tuple] = {"fold0": ("fold", 0), "fold1": ("fold", 1), "fold2": 
                            "emovo+emodb->ravdess": ("cross", "emovo", "ravdess"),
                            "all": ("all",)}          # every speaker: the targets of a shipping student
 EXTRA_CORPUS = "emodb"
+
+
+
+def file_stem(task: str) -> str:
+    """A task's name as a portable file name ('ravdess+emodb->emovo' -> 'ravdess_emodb_to_emovo')."""
+    return task.replace("->", "_to_").replace("+", "_")
+
 
 # (features [n, d], labels [n], corpora [n]) -> a function of features giving logits [m, n_classes_seen], classes seen
 Fitter = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]]
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tasks:
         print(f"{name}:", flush=True)
         t = task_targets(w, x, TASKS[name], log=lambda m: print(m, flush=True))
-        np.savez(args.out / f"{name}.npz", temperature=TEMPERATURE, groups=INNER_GROUPS, **t)
+        np.savez(args.out / f"{file_stem(name)}.npz", temperature=TEMPERATURE, groups=INNER_GROUPS, **t)
         top = t["emotion"].argmax(1)
         print(json.dumps({"task": name, "clips": len(top), "teacher_top1_agrees_with_label": round(float((top == t["label"]).mean()), 3),
                           "mean_max_prob": round(float(t["emotion"].max(1).mean()), 3)}), flush=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from onnx_models.data import Clip, speaker_folds
-from onnx_models.distill_targets import (TASKS, clip_means, crossfit_window_targets, inner_groups, probe_fitter,
+from onnx_models.distill_targets import (TASKS, clip_means, crossfit_window_targets, file_stem, inner_groups, probe_fitter,
                                          sentiment_targets, task_targets, tempered)
 from onnx_models.labels import EMOTIONS
 from onnx_models.whisper_probe import Windows
@@ -170,3 +170,9 @@ def test_distill_report_compares_arms_of_the_same_task_and_applies_the_shipping_
     assert s["decision"]["mean_clip_ua_gain"] == pytest.approx(0.035)
     assert not s["decision"]["ship"] and s["decision"]["worst_cell_gain"] == pytest.approx(-0.015)
     assert "do not ship" in markdown(s)
+
+
+def test_every_task_has_a_portable_file_name():
+    stems = [file_stem(t) for t in TASKS]
+    assert len(set(stems)) == len(stems) and file_stem("ravdess+emodb->emovo") == "ravdess_emodb_to_emovo"
+    assert not any(set(s) & set('<>:"/\\|?*+') for s in stems)
