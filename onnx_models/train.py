@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -108,10 +109,19 @@ def training_window(clip: Clip, rng: np.random.Generator, recipe: Recipe, babble
     return random_channel(crop, rng, babble)
 
 
+# A batch's loss with distillation: (emotion logits, sentiment logits, the batch's indices into the clips, the
+# hard-label loss) -> the loss to minimise (`distill.kd_loss`).
+BatchLoss = Callable[[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor], torch.Tensor]
+
+
 def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 0, log=print, val: list[Clip] | None = None,
-          progress: bool = True, recipe: Recipe = SHIPPED_RECIPE) -> tuple[nn.Module, dict]:
+          progress: bool = True, recipe: Recipe = SHIPPED_RECIPE, distill: BatchLoss | None = None) -> tuple[nn.Module, dict]:
     """With ``recipe.mixup`` > 0 each batch's normalised log-mels are mixed with a shuffled copy of themselves
-    (weight ~ Beta(mixup, mixup)) and the losses of both label sets count in the same proportion."""
+    (weight ~ Beta(mixup, mixup)) and the losses of both label sets count in the same proportion. ``distill``
+    replaces each batch's hard-label loss by its own mix of it and a teacher's soft labels; it consumes no random
+    numbers, so a run with it sees exactly the crops and augmentations of the same run without it."""
+    if distill is not None and recipe.mixup > 0:
+        raise ValueError("distillation with mixup is not supported: a mixed input has no single teacher target")
     set_seed(seed)
     rng = np.random.default_rng(seed)
     mixup = recipe.mixup
@@ -137,7 +147,8 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
         total, n = 0.0, 0
         bar = tqdm(range(0, len(order), BATCH), desc=f"epoch {epoch + 1}/{epochs}", leave=False, mininterval=2, disable=not progress)
         for b in bar:
-            batch = [clips[i] for i in order[b:b + BATCH]]
+            idx = order[b:b + BATCH]
+            batch = [clips[i] for i in idx]
             x = torch.from_numpy(np.stack([training_window(c, rng, recipe, babble) for c in batch]))
             y = torch.tensor([c.label for c in batch])
             ys = torch.tensor([c.sentiment for c in batch])
@@ -147,7 +158,10 @@ def train(clips: list[Clip], arch: str = "cnn2d", epochs: int = 80, seed: int = 
                 e, s = model.classify(lam * features + (1 - lam) * features[perm])
                 loss = lam * joint_loss(e, s, y, ys) + (1 - lam) * joint_loss(e, s, y[perm], ys[perm])
             else:
-                loss = joint_loss(*model(x), y, ys)
+                e, s = model(x)
+                loss = joint_loss(e, s, y, ys)
+                if distill is not None:
+                    loss = distill(e, s, idx, loss)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -172,25 +186,27 @@ def held_out_scores(model: nn.Module, test: list[Clip]) -> dict[str, float]:
 
 def _train_member(seed: int) -> dict:
     """One seed's network; in a pool worker (fork: the clips are inherited) or in this process."""
-    clips, arch, epochs, recipe, threads, progress = _MEMBER_CONTEXT
+    clips, arch, epochs, recipe, threads, progress, distill = _MEMBER_CONTEXT
     torch.set_num_threads(threads)
     t0 = time.time()
     model, history = train(clips, arch, epochs, seed, log=lambda m: print(f"[seed {seed}] {m}", flush=True),
-                           progress=progress, recipe=recipe)
+                           progress=progress, recipe=recipe, distill=distill)
     return {"seed": seed, "state": model.state_dict(), "history": history, "train_seconds": round(time.time() - t0, 1)}
 
 
 _MEMBER_CONTEXT: tuple = ()
 
 
-def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], jobs: int, recipe: Recipe = SHIPPED_RECIPE) -> list[dict]:
-    """One network per seed, ``jobs`` side by side (one process and one thread each; 1: here, with this process's threads)."""
+def train_members(clips: list[Clip], arch: str, epochs: int, seeds: list[int], jobs: int, recipe: Recipe = SHIPPED_RECIPE,
+                  distill: BatchLoss | None = None) -> list[dict]:
+    """One network per seed, ``jobs`` side by side (one process and one thread each; 1: here, with this process's
+    threads); ``distill``: as for `train`."""
     global _MEMBER_CONTEXT
     if jobs <= 1:
-        _MEMBER_CONTEXT = (clips, arch, epochs, recipe, torch.get_num_threads(), True)
+        _MEMBER_CONTEXT = (clips, arch, epochs, recipe, torch.get_num_threads(), True, distill)
         return [_train_member(s) for s in seeds]
     import multiprocessing
-    _MEMBER_CONTEXT = (clips, arch, epochs, recipe, 1, False)   # per-epoch lines instead of interleaved bars
+    _MEMBER_CONTEXT = (clips, arch, epochs, recipe, 1, False, distill)   # per-epoch lines instead of interleaved bars
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
         return pool.map(_train_member, seeds, chunksize=1)
 
