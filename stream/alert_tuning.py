@@ -124,9 +124,9 @@ def platt(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[float, float]
         h = np.array([[np.sum(w * x * x) + l2, np.sum(w * x)], [np.sum(w * x), np.sum(w) + 1e-9]])
         step = np.linalg.solve(h, g)
         t = 1.0
-        while t > 1e-6:
+        while True:     # halve the step until the loss falls enough (Armijo)
             new = _penalised_log_loss(a - t * step[0], b - t * step[1], x, y, l2)
-            if new <= loss + 1e-4 * t * float(g @ -step):
+            if new <= loss + 1e-4 * t * float(g @ -step) or t < 1e-6:
                 break
             t *= 0.5
         a, b, loss = a - t * step[0], b - t * step[1], new
