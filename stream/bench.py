@@ -27,17 +27,20 @@ from . import topics
 from .bench_capacity import DrainResult, drain, memory_slope
 from .bench_table import print_table
 from .bench_support import (
-    SR, WorkerUnderTest, counter, cpu_seconds, encoded_calls, frame_header, histogram, other_cores, pin, quantile, rss_bytes,
+    SR, WorkerUnderTest, counter, cpu_seconds, encoded_calls, frame_header, histogram, other_cores, pin, quantile,
+    realtime_schedule, rss_bytes,
 )
 from .frame import LEGS
 from .localstack import LocalStack
 from .producer import CallProducer
+from .settings import Settings
 
 WORKER_CORE = 0
 DRAIN_TIMEOUT_S = 10.0
 SUSTAINED_P99_S = 1.0          # a real-time run "keeps up" when every step is written and p99 stays under this
 WARMUP_S = 4.0
 MEMORY_FRACTIONS = (0.25, 0.5)  # further drains at these fractions of the backlog's calls, for the RSS slope
+STEP_HOP_S = Settings().hop_s   # the worker's step (the workers under test run with the default settings)
 
 
 @dataclass
@@ -89,7 +92,7 @@ class BenchResult:
 
 
 def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag: str, log=print) -> RunResult:
-    """N calls at real-time pace (calls spread over a chunk period) into a running worker; latency from its histogram."""
+    """N calls at real-time pace (call starts spread over a hop) into a running worker; latency from its histogram."""
     for p in stack.procs:
         pin(p.pid, other_cores({WORKER_CORE}))
     worker = WorkerUnderTest(stack, core=WORKER_CORE)
@@ -117,23 +120,20 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
             producer.start_call(cid.decode(), ts=t0, queue=f"q{i % 4}", campaign=f"c{i % 2}", agent_id=f"a{i % 50}")
         producer.flush()
         cpu0, wall0 = cpu_seconds(worker.pid), time.time()
-        rss_peak, send_lag = rss_idle, 0.0
-        offsets = [(i / max(n_calls, 1)) * chunk_ms / 1000 for i in range(n_calls)]   # spread calls over a chunk period
-        messages = 0
-        for seq in range(n_chunks):
-            for i, cid in enumerate(ids):
-                due = t0 + (seq + 1) * chunk_ms / 1000 + offsets[i]
-                wait = due - time.time()
-                if wait > 0:
-                    time.sleep(wait)
-                else:
-                    send_lag = max(send_lag, -wait)
-                base = encoded[i % len(encoded)]
-                capture = t0 + seq * chunk_ms / 1000 + offsets[i]
-                for leg_i, leg in enumerate(LEGS):
-                    kp.send(topics.AUDIO, key=cid, value=frame_header(cid, leg_i, seq, capture, chunk) + base[leg][seq])
-                    messages += 1
-            if seq % 4 == 3:
+        rss_peak, send_lag, messages = rss_idle, 0.0, 0
+        offsets, schedule = realtime_schedule(n_calls, n_chunks, chunk_ms, STEP_HOP_S, t0)
+        for sent, (due, seq, i) in enumerate(schedule):
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            else:
+                send_lag = max(send_lag, -wait)
+            cid, base = ids[i], encoded[i % len(encoded)]
+            capture = t0 + seq * chunk_ms / 1000 + offsets[i]
+            for leg_i, leg in enumerate(LEGS):
+                kp.send(topics.AUDIO, key=cid, value=frame_header(cid, leg_i, seq, capture, chunk) + base[leg][seq])
+                messages += 1
+            if sent % (4 * n_calls) == 4 * n_calls - 1:
                 rss_peak = max(rss_peak, rss_bytes(worker.pid))
         producer.flush()
         expected = n_calls * 2 * int(n_chunks * chunk_ms / 1000)

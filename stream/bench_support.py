@@ -53,6 +53,18 @@ def encoded_calls(seconds: float, chunk_ms: int) -> list[dict[str, list[bytes]]]
     return out
 
 
+def realtime_schedule(n_calls: int, n_chunks: int, chunk_ms: int, hop_s: float,
+                      t0: float) -> tuple[list[float], list[tuple[float, int, int]]]:
+    """Each call's start offset, and every (send time, chunk seq, call index) of a real-time run in send order: a
+    chunk goes out as its last sample is captured. Call starts are spread over a hop, not only over a chunk
+    period: as with real calls, which start at random times, steps (one per hop per leg) then complete evenly over
+    each second; spread over a 500 ms chunk period, all of them completed in the same half second, in bursts."""
+    spread_s = max(chunk_ms / 1000, hop_s)
+    offsets = [(i / max(n_calls, 1)) * spread_s for i in range(n_calls)]
+    return offsets, sorted((t0 + (seq + 1) * chunk_ms / 1000 + offsets[i], seq, i)
+                           for seq in range(n_chunks) for i in range(n_calls))
+
+
 def frame_header(call_id: bytes, leg: int, seq: int, ts: float, n: int) -> bytes:
     """The 24-byte frame header plus the call id of a u-law chunk (the payload follows)."""
     return HEADER.pack(MAGIC, VERSION, leg, MULAW, len(call_id), SR, seq, round(ts * 1e6), n) + call_id

@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from stream.bench_capacity import DrainResult, memory_slope
 from stream.bench_profile import top_functions
+from stream.bench_support import realtime_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,3 +62,16 @@ def test_cpu_between_two_readings_never_goes_down_when_a_thread_ends():
     before = {1: (10.0, 1.0), 2: (5.0, 0.5)}
     after = {1: (10.5, 1.25), 3: (0.25, 0.0)}      # thread 2 ended, thread 3 started
     assert sched_delta(before, after) == (0.75, 0.25)
+
+
+def test_a_real_time_run_sends_every_chunk_once_in_capture_order_with_steps_completing_evenly_over_a_second():
+    """The load a live worker sees: 8 calls, 500 ms chunks, 1 s steps. Each call's steps end when its odd chunks
+    arrive, so their completion times (mod 1 s) must cover the second evenly, not one half of it."""
+    n_calls, n_chunks, t0 = 8, 6, 100.0
+    offsets, schedule = realtime_schedule(n_calls, n_chunks, 500, 1.0, t0)
+    assert sorted((seq, i) for _, seq, i in schedule) == [(s, i) for s in range(n_chunks) for i in range(n_calls)]
+    assert [due for due, _, _ in schedule] == sorted(due for due, _, _ in schedule)
+    for due, seq, i in schedule:
+        assert due == pytest.approx(t0 + offsets[i] + (seq + 1) * 0.5)   # sent as its last sample is captured
+    step_ends = sorted(round((due - t0) % 1.0, 6) for due, seq, _ in schedule if seq % 2 == 1 and seq < 2)
+    assert step_ends == pytest.approx([i / n_calls for i in range(n_calls)])

@@ -3,7 +3,10 @@
 One Faust agent consumes ``calls.audio`` and ``calls.events`` together (same key, same partition count, so a
 call's audio and events reach the same process), in micro-batches. The pure core runs in one executor thread so
 the event loop stays free for Kafka and Redis; a lock serialises batches, timers and rebalances, so per-call
-state needs no other locking. Messages are acknowledged only after their effects are written. Each tier brings
+state needs no other locking. Messages are acknowledged only after their effects are written. A batch's writes
+(Kafka outputs, then Redis, then the acknowledgements) run while the core works on the next batch: at most one
+batch's writes are in flight, batches are written in order, and anything that needs them done first (a Redis
+read of call state, the timer, a rebalance) waits for them (``_settle``). Each tier brings
 its core (``BatchCore``) and its two sinks; this class owns what Kafka demands of both: records with their
 producer timestamps, rebalances, what the core has read, the lag, and the caught-up marks that tell the core's
 wall-clock waits when they may apply (``workers.backlog``).
@@ -59,6 +62,7 @@ class BatchAgent:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self.lock = asyncio.Lock()
         self.stream = None
+        self.emitting: asyncio.Task | None = None   # the last batch's writes, while the core works on the next
         self.revoked_generation = -1   # the consumer generation whose partitions were last revoked
         self.read_offsets: dict[tuple[str, int], int] = {}   # (topic, partition) -> offset of the last record the core read
         app.agent(input_topic, name=agent_name)(self.consume)
@@ -69,20 +73,31 @@ class BatchAgent:
     async def consume(self, stream: faust.StreamT) -> None:
         self.stream = stream
         fast_dispatch.install(self.app.consumer)
-        async for events in stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s):
-            async with self.lock:
-                events = self._current(events)
-                if not events:
-                    continue
-                records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition, timestamp=e.message.timestamp)
-                           for e in events]
-                await self._restore_unknown(records)
-                result = await self._core(self.core.process, records)
-                await self._emit(result)
-                for e in events:
-                    key = (e.message.topic, e.message.partition)
-                    self.read_offsets[key] = max(e.message.offset, self.read_offsets.get(key, -1))
-            _forget_payloads(events, result.acks)
+        try:
+            async for events in stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s):
+                async with self.lock:
+                    events = self._current(events)
+                    if not events:
+                        continue
+                    records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition,
+                                      timestamp=e.message.timestamp) for e in events]
+                    await self._restore_unknown(records)
+                    result = await self._core(self.core.process, records)
+                    await self._settle()
+                    self.emitting = asyncio.ensure_future(self._emit(result))
+                    for e in events:
+                        key = (e.message.topic, e.message.partition)
+                        self.read_offsets[key] = max(e.message.offset, self.read_offsets.get(key, -1))
+                _forget_payloads(events, result.acks)
+        finally:
+            if self.emitting is not None:   # a stopping agent still writes and acknowledges what it processed
+                await asyncio.shield(self.emitting)
+
+    async def _settle(self) -> None:
+        """Wait until the batch in flight is written and acknowledged (its error, if any, is raised here)."""
+        emitting, self.emitting = self.emitting, None
+        if emitting is not None:
+            await emitting
 
     def _current(self, events: list) -> list:
         """Drop events fetched before the last rebalance. ``noack_take`` may hold a batch across a revocation; its
@@ -109,6 +124,7 @@ class BatchAgent:
     async def _restore_unknown(self, records: list[Record]) -> None:
         wanted = {cid for r in records if (cid := self.core.call_id_of(r)) and self.core.needs_lookup(cid)}
         if wanted:
+            await self._settle()   # the batch in flight may hold the state (or the end) of a call read here
             for cid, fields in (await self.redis_sink.load_calls(sorted(wanted))).items():
                 self.core.restore(cid, fields)
 
@@ -123,6 +139,7 @@ class BatchAgent:
         """Timeouts once a second, then the lag."""
         self.before_tick()
         async with self.lock:
+            await self._settle()
             result = await self._core(self.core.expire)
             await self._emit(result)
             self.after_tick()
@@ -166,6 +183,7 @@ class BatchAgent:
         parts = {tp.partition for tp in revoked if tp.topic in INPUT_TOPICS}
         if parts:
             async with self.lock:
+                await self._settle()   # acknowledge what was processed before the partitions' offsets are committed
                 self.revoked_generation = self.app.consumer_generation_id
                 for key in [k for k in self.read_offsets if k[1] in parts]:
                     del self.read_offsets[key]
