@@ -6,8 +6,10 @@
 ``drain``: one worker drains a backlog (``stream.bench_capacity.drain``); ``realtime``: calls at real-time pace
 (``stream.bench.run_load``). Each run starts its own broker and Redis and imports its own checkout (cwd and the
 workers' PYTHONPATH); run it with a Python that has callpulse's dependencies, on an otherwise idle machine.
+A checkout may carry settings for its arm's workers: ``/path/to/checkout::CALLPULSE_BATCH_WITHIN_S=0.02``.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -26,7 +28,9 @@ out = []
 for i in range(pairs):
     arms = [("old", old_dir), ("new", new_dir)]
     for name, d in (arms if i % 2 == 0 else arms[::-1]):
-        p = subprocess.run([sys.executable, "-c", code], cwd=d, capture_output=True, text=True)
+        d, *settings = d.split("::")
+        env = {**os.environ, **dict(kv.split("=", 1) for kv in settings)}
+        p = subprocess.run([sys.executable, "-c", code], cwd=d, env=env, capture_output=True, text=True)
         line = [x for x in p.stdout.splitlines() if x.startswith("RESULT")]
         if not line:
             print(name, "FAILED", p.stderr[-2000:])
