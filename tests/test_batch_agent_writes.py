@@ -36,8 +36,8 @@ class App:
         return lambda fn: fn
 
 
-def event(offset: int, call_id: str = "c1", partition: int = 0):
-    message = SimpleNamespace(topic="calls.audio", key=call_id.encode(), value=b"x", partition=partition,
+def event(offset: int, call_id: str = "c1"):
+    message = SimpleNamespace(topic="calls.audio", key=call_id.encode(), value=b"x", partition=0,
                               timestamp=0.0, offset=offset, generation_id=1)
     return SimpleNamespace(message=message, value=b"x")
 
@@ -46,7 +46,7 @@ class Core:
     """Records each batch it processes; acknowledges every record; knows a call once it has seen it."""
 
     def __init__(self, log: list) -> None:
-        self.log, self.known, self.dropped = log, set(), []
+        self.log, self.known = log, set()
 
     @staticmethod
     def call_id_of(record: Record) -> str | None:

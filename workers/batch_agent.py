@@ -89,9 +89,8 @@ class BatchAgent:
                         key = (e.message.topic, e.message.partition)
                         self.read_offsets[key] = max(e.message.offset, self.read_offsets.get(key, -1))
                 _forget_payloads(events, result.acks)
-        finally:
-            if self.emitting is not None:   # a stopping agent still writes and acknowledges what it processed
-                await asyncio.shield(self.emitting)
+        finally:   # a stopping agent still writes and acknowledges what it processed
+            await asyncio.shield(self._settle())
 
     async def _settle(self) -> None:
         """Wait until the batch in flight is written and acknowledged (its error, if any, is raised here)."""
