@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     commit_interval_s: float = 1.0
     batch_max_messages: int = Field(512, ge=1)
     batch_within_s: float = Field(0.05, gt=0)
+    batch_greedy: bool = True   # a batch goes once nothing more is queued (see workers.greedy_take); off: every batch_within_s
     worker_name: str = ""
     # The worker's output producer: idempotent where the broker supports it. "auto" probes at start
     # (Apache Kafka: yes; the embedded tansu: no, its InitProducerId fails through aiokafka).

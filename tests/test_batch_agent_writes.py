@@ -117,7 +117,8 @@ class Stream:
 
 def make_agent():
     log: list = []
-    settings = Settings(batch_max_messages=16, batch_within_s=0.01)
+    # batches come by hand through the fake's noack_take; greedy batching has its own tests (test_greedy_take.py)
+    settings = Settings(batch_max_messages=16, batch_within_s=0.01, batch_greedy=False)
     metrics = WorkerMetrics(CollectorRegistry())
     agent = BatchAgent(App(), None, settings, Core(log), RedisSink(log), KafkaSink(), metrics, Liveness(60.0),
                        agent_name="test", thread_name="test-core")

@@ -24,8 +24,9 @@ import faust
 from stream import topics
 from stream.settings import Settings
 
-from . import fast_dispatch
+from . import fast_dispatch, fetch_flow
 from .batch import BatchResult, Record
+from .greedy_take import greedy_take
 from .health import Liveness
 from .metrics import WorkerMetrics
 
@@ -73,8 +74,9 @@ class BatchAgent:
     async def consume(self, stream: faust.StreamT) -> None:
         self.stream = stream
         fast_dispatch.install(self.app.consumer)
+        fetch_flow.install(self.app.consumer)
         try:
-            async for events in stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s):
+            async for events in self._batches(stream):
                 async with self.lock:
                     events = self._current(events)
                     if not events:
@@ -91,6 +93,13 @@ class BatchAgent:
                 _forget_payloads(events, result.acks)
         finally:   # a stopping agent still writes and acknowledges what it processed
             await asyncio.shield(self._settle())
+
+    def _batches(self, stream: faust.StreamT):
+        """Greedy batches (``workers.greedy_take``: whatever is queued once the core is free) or, with
+        ``batch_greedy`` off, Faust's timed ones (every ``batch_within_s``)."""
+        if self.s.batch_greedy:
+            return greedy_take(stream, self.s.batch_max_messages, self.s.batch_within_s)
+        return stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s)
 
     async def _settle(self) -> None:
         """Wait until the batch in flight is written and acknowledged (its error, if any, is raised here)."""
