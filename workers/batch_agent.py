@@ -1,9 +1,10 @@
 """The Kafka side shared by the emotion worker (``workers.agent``) and the transcriber (``workers.transcribe.agent``).
 
 One Faust agent consumes ``calls.audio`` and ``calls.events`` together (same key, same partition count, so a
-call's audio and events reach the same process), in micro-batches. The pure core runs in one executor thread so
-the event loop stays free for Kafka and Redis; a lock serialises batches, timers and rebalances, so per-call
-state needs no other locking. Messages are acknowledged only after their effects are written. A batch's writes
+call's audio and events reach the same process), in micro-batches that go once nothing more is queued
+(``workers.greedy_take``), from a fetcher kept fetching while the queue is under pressure
+(``workers.fetch_flow``). The pure core runs in one executor thread so the event loop stays free for Kafka and
+Redis; a lock serialises batches, timers and rebalances, so per-call state needs no other locking. Messages are acknowledged only after their effects are written. A batch's writes
 (Kafka outputs, then Redis, then the acknowledgements) run while the core works on the next batch: at most one
 batch's writes are in flight, batches are written in order, and anything that needs them done first (a Redis
 read of call state, the timer, a rebalance) waits for them (``_settle``). Each tier brings
@@ -108,7 +109,7 @@ class BatchAgent:
             await emitting
 
     def _current(self, events: list) -> list:
-        """Drop events fetched before the last rebalance. ``noack_take`` may hold a batch across a revocation; its
+        """Drop events fetched before the last rebalance. The batcher may hold a batch across a revocation; its
         calls were just released, and the new assignment re-reads these messages from the committed offsets.
         Processing them first would restore a call from Redis and then see its audio jump ahead of the anchor
         (seen once after a broker restart: the call came out identical but for 1 s of audio counted as a gap)."""
