@@ -17,7 +17,6 @@ a rebalance's flow suspension still abandons), and what the worker holds stays b
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 _INSTALLED = "_callpulse_blocking_backpressure"
@@ -31,10 +30,10 @@ def install(consumer: Any) -> bool:
     False if ``consumer`` has no ``on_buffer_full`` (a Faust without this flow control)."""
     if not hasattr(consumer, "on_buffer_full") or getattr(consumer, _INSTALLED, False):
         return False
-    consumer.on_buffer_full = types.MethodType(_keep_fetching, consumer)
+    consumer.on_buffer_full = _keep_fetching
     setattr(consumer, _INSTALLED, True)
     return True
 
 
-def _keep_fetching(self: Any, tp: Any) -> None:
+def _keep_fetching(tp: Any) -> None:
     """A full queue is handled where the event is put (the hand-over waits for space)."""
