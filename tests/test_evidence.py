@@ -184,3 +184,21 @@ def test_turns_are_speech_between_pauses_of_at_least_0_7_s():
     assert seen[-1]["customer_anger_turns"] == 1
     _, seen = replay(CALM_START + outburst + pause_then_more)
     assert seen[-1]["customer_anger_turns"] == 2
+
+
+def test_the_baseline_follows_every_window_it_takes_in():
+    """The baseline's median and spread are kept between windows; each new baseline window must still move them."""
+    from workers.evidence import Accumulator, _logit, _median, MAD_TO_SD
+    cfg = EvidenceConfig()
+    acc, rng = Accumulator(), np.random.default_rng(3)
+    for i in range(cfg.baseline_windows + 5):
+        acc.update(float(i), 1.0, 1.0, float(rng.uniform(0.02, 0.3)), cfg, cfg.anger, silent=False)
+        base, spread, ready = acc.baseline(cfg, cfg.anger)
+        if len(acc.base) < cfg.warmup_windows:
+            assert (base, spread, ready) == (_logit(cfg.anger.prior_baseline), 0.0, False)
+            continue
+        med = _median(acc.base)
+        assert ready and base == med and spread == MAD_TO_SD * _median([abs(x - med) for x in acc.base])
+    assert len(acc.base) > cfg.warmup_windows + 2   # windows entered the baseline after it was first computed
+    restored = Accumulator.from_list(json.loads(json.dumps(acc.to_list())))
+    assert restored.baseline(cfg, cfg.anger) == acc.baseline(cfg, cfg.anger)

@@ -142,3 +142,20 @@ def test_push_and_flush_always_terminate_and_account_for_every_chunk(chunks, hor
     assert not a.pending
     released = a.release_all()
     assert sorted(released + dropped) == list(range(len(chunks)))
+
+
+def test_audio_into_a_dirty_buffer_equals_a_fresh_one_and_zeroes_what_is_not_buffered():
+    a = leg()
+    for s in range(12):
+        a.push(chunk(s, value=s + 1))
+    a.steps_done = 1
+    a.release()   # the first segments are gone: a window reaching back before them reads zeros
+    ranges = [(HOP, 2 * HOP), (HOP - WIN, HOP), (0, WIN), (2 * HOP, 3 * HOP), (a.segments[0].start - 100, a.segments[0].start + 100)]
+    for start, end in ranges:
+        dirty = np.full(end - start, 7.0, np.float32)
+        got = a.audio(start, end, out=dirty)
+        assert got is dirty
+        assert np.array_equal(dirty, a.audio(start, end)), (start, end)
+    before = a.segments[0].start
+    assert np.all(a.audio(before - 100, before + 100, out=np.ones(200, np.float32))[:100] == 0)
+    assert np.all(a.audio(a.next_pos - 100, a.next_pos + 100, out=np.ones(200, np.float32))[100:] == 0)

@@ -31,7 +31,7 @@ class _StepJob:
     k: int
     mask: np.ndarray
     level_db: np.ndarray
-    window: np.ndarray | None
+    scored: bool              # its window holds enough speech for the models
     capture_end: float | None
     emotions: dict[str, float] | None = None
     sentiment: float | None = None
@@ -54,7 +54,7 @@ class Analyser:
         """Every complete step of these calls: VAD mask, scores when the window holds speech, and the frozen
         per-step info (``pending_masks``/``pending_info``) that leg pairing consumes."""
         jobs = self._vad_steps(calls)
-        self._score([j for j in jobs if j.window is not None])
+        self._score([j for j in jobs if j.scored])
         counts = dict.fromkeys(self._window_counters, 0)
         for j in jobs:
             sc = j.call.scores[j.leg]
@@ -88,7 +88,7 @@ class Analyser:
             for row, i in enumerate(live):
                 call, leg, steps = legs[i]
                 end = (steps[r] + 1) * self.hop
-                batch[row] = call.audio[leg].audio(end - self.hop, end)
+                call.audio[leg].audio(end - self.hop, end, out=batch[row])
             masks, levels = speech_masks([legs[i][0].vad[legs[i][1]] for i in live], batch)
             for row, i in enumerate(live):
                 call, leg, steps = legs[i]
@@ -103,8 +103,7 @@ class Analyser:
         window_speech = step_speech + (sc.last_step_speech if self.window > self.hop else 0)
         sc.last_step_speech = step_speech
         scored = step_speech > 0 and window_speech >= self.min_window_speech_frames
-        job = _StepJob(call, leg, k, mask, level, audio.audio(end - self.window, end) if scored else None,
-                       audio.capture_ts_at(end - 1))
+        job = _StepJob(call, leg, k, mask, level, scored, audio.capture_ts_at(end - 1))
         sc.pending_masks[k] = mask
         audio.steps_done = k + 1
         return job
@@ -112,7 +111,11 @@ class Analyser:
     def _score(self, scored: list[_StepJob]) -> None:
         if not scored:
             return
-        batch = np.stack([j.window for j in scored])
+        # Cut now, straight into the models' input: nothing releases audio before the batch's pairing is done.
+        batch = np.empty((len(scored), self.window), np.float32)
+        for row, j in enumerate(scored):
+            end = (j.k + 1) * self.hop
+            j.call.audio[j.leg].audio(end - self.window, end, out=batch[row])
         t0 = time.perf_counter()
         emotions, sentiment = self.models.predict(batch)
         self.m.inference_seconds.labels("emotion+sentiment").observe(time.perf_counter() - t0)

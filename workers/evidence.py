@@ -121,7 +121,7 @@ def _median(xs: list[float]) -> float:
 class Accumulator:
     """One signal of one leg. ``base``: the baseline stretch; the rest describes the current evidence episode."""
 
-    __slots__ = ("level", "base", "p", "rel", "since", "peak", "peak_t", "spans", "windows", "turns", "in_turn")
+    __slots__ = ("level", "base", "p", "rel", "since", "peak", "peak_t", "spans", "windows", "turns", "in_turn", "_stats")
 
     def __init__(self) -> None:
         self.level = 0.0
@@ -135,13 +135,17 @@ class Accumulator:
         self.windows = 0
         self.turns = 0          # the leg's turns (speech between silent steps) that added to this episode
         self.in_turn = False    # the current turn already counted
+        self._stats: tuple[int, float, float] | None = None   # (len(base), median, spread): ``base`` only grows
 
     def baseline(self, cfg: EvidenceConfig, sig: SignalConfig) -> tuple[float, float, bool]:
         """(baseline log-odds, spread in log-odds, ready): the prior during warm-up."""
         if len(self.base) < cfg.warmup_windows:
             return _logit(sig.prior_baseline), 0.0, False
-        med = _median(self.base)
-        return med, MAD_TO_SD * _median([abs(x - med) for x in self.base]), True
+        n = len(self.base)
+        if self._stats is None or self._stats[0] != n:
+            med = _median(self.base)
+            self._stats = (n, med, MAD_TO_SD * _median([abs(x - med) for x in self.base]))
+        return self._stats[1], self._stats[2], True
 
     def update(self, t: float, decay: float, w: float, p: float | None, cfg: EvidenceConfig, sig: SignalConfig, silent: bool) -> None:
         self.level *= decay

@@ -129,10 +129,15 @@ class LegAudio:
         """Indices of steps whose audio is complete and not yet analysed."""
         return range(self.steps_done, self.next_pos // self.hop)
 
-    def audio(self, start: int, end: int) -> np.ndarray:
-        """Samples [start, end) as float32; positions before the buffered audio are zeros."""
-        out = np.zeros(end - start, np.float32)
-        for seg in self.segments:
+    def audio(self, start: int, end: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Samples [start, end) as float32, into ``out`` (float32, length ``end - start``) when given; positions
+        outside the buffered audio are zeros. Segments are contiguous, so only the two ends can be uncovered."""
+        segments = self.segments
+        if out is None:
+            out = np.zeros(end - start, np.float32)
+        elif not segments or segments[0].start > start or segments[-1].end < end:
+            out.fill(0.0)
+        for seg in segments:
             if seg.end <= start:
                 continue
             if seg.start >= end:
