@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.05, gt=0)
     batch_greedy: bool = True   # a batch goes once nothing more is queued (see workers.greedy_take); off: every batch_within_s
     worker_name: str = ""
+    # glibc's mmap threshold for the worker (workers.malloc_tuning); 0 keeps glibc's adaptive one
+    malloc_mmap_threshold_bytes: int = Field(1 << 20, ge=0, le=32 << 20)
     # The worker's output producer: idempotent where the broker supports it. "auto" probes at start
     # (Apache Kafka: yes; the embedded tansu: no, its InitProducerId fails through aiokafka).
     producer_idempotence: Literal["auto", "true", "false"] = "auto"

@@ -23,6 +23,7 @@ from .batch_agent import BatchAgent
 from .health import Liveness, start_http_endpoint
 from .inference import Models
 from .kpi_job import make_kpi_job
+from .malloc_tuning import fix_mmap_threshold
 from .metrics import METRICS, WorkerMetrics
 from .pipeline import Pipeline
 from .redis_pack import one_pass_packing
@@ -69,6 +70,7 @@ def _load_rules(settings: Settings) -> RuleEngine:
 
 def run_worker(settings: Settings, metrics_port: int | None = None, loglevel: str = "info") -> None:
     """Start the metrics and health endpoint (``/metrics``, ``/healthz``) and run a worker until interrupted."""
+    fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     port = settings.metrics_port if metrics_port is None else metrics_port
     liveness = Liveness(settings.liveness_stuck_after_s)
     if port:

@@ -120,6 +120,6 @@ class Analyser:
         emotions, sentiment = self.models.predict(batch)
         self.m.inference_seconds.labels("emotion+sentiment").observe(time.perf_counter() - t0)
         self.m.inference_batch.observe(len(scored))
-        for j, probs, s in zip(scored, emotions, sentiment):
-            j.emotions = {label: round(float(p), 4) for label, p in zip(self.labels, probs)}
-            j.sentiment = float(s)
+        for j, probs, s in zip(scored, emotions.tolist(), sentiment.tolist()):
+            j.emotions = {label: round(p, 4) for label, p in zip(self.labels, probs)}
+            j.sentiment = s
