@@ -28,7 +28,8 @@ def test_a_tiny_bench_drains_every_step_and_writes_every_figure(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     r = json.loads(out.read_text())
     drains = r["drains"]
-    assert [(d["workers"], d["calls"]) for d in drains] == [(1, BACKLOG_CALLS), (1, BACKLOG_CALLS // 4), (1, BACKLOG_CALLS // 2), (2, BACKLOG_CALLS)]
+    assert [(d["workers"], d["calls"]) for d in drains] == [(1, BACKLOG_CALLS), (1, BACKLOG_CALLS // 2), (1, BACKLOG_CALLS * 2),
+                                                            (1, BACKLOG_CALLS * 4), (2, BACKLOG_CALLS)]
     for d in drains:
         assert d["complete"] and d["steps_written"] == d["steps_expected"] == d["calls"] * 2 * BACKLOG_S
         assert d["messages"] == d["calls"] * 2 * BACKLOG_S * 2 and d["restored_calls"] == 0 and d["dead_letters"] == 0
