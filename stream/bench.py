@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import topics
-from .bench_capacity import DrainResult, drain, memory_slope
+from .bench_capacity import DrainResult, capacity_at_own_load, drain, memory_slope
 from .bench_table import print_table
 from .bench_support import (
     SR, WorkerUnderTest, counter, cpu_seconds, encoded_calls, frame_header, histogram, other_cores, pin, quantile,
@@ -75,6 +75,7 @@ class BenchResult:
     inference_ms_per_window_single: float = 0.0
     # the worker alone, draining a backlog on one core
     capacity_calls_per_core: float | None = None      # call-seconds drained per second of wall time
+    capacity_calls_at_own_load: float | None = None   # where the drains' throughput (0.5x-4x the calls) meets their calls
     capacity_calls_per_cpu_second: float | None = None
     capacity_messages_per_s: float | None = None
     overhead_ms_per_message: float | None = None      # (worker CPU - models' CPU) / messages
@@ -84,8 +85,7 @@ class BenchResult:
     inference_bound_calls_per_core_workload: float | None = None   # models alone at this workload's scored share
     capacity_ratio_to_inference_bound: float | None = None
     scaleout_ratio_2_workers: float | None = None     # call-seconds drained per wall second, two workers / one
-    # the same per second of worker CPU: 1.0 means a second worker adds a full worker's throughput when it has a
-    # core of its own (the wall ratio above can show that only on a machine whose cores are otherwise idle)
+    # per worker CPU-second: 1.0 = a second worker on its own core adds a whole one (the wall ratio needs idle cores)
     scaleout_efficiency_2_workers: float | None = None
     drains: list[DrainResult] = field(default_factory=list)
     machine: dict = field(default_factory=dict)
@@ -225,7 +225,7 @@ def _capacity(args, result: BenchResult) -> None:
         if per_call_s > 0:
             result.inference_bound_calls_per_core_workload = round(1 / per_call_s, 1)
             result.capacity_ratio_to_inference_bound = round(main.call_seconds_per_cpu_s * per_call_s, 3)
-    result.rss_bytes_per_call = memory_slope([d for d in result.drains if d.workers == 1])
+    result.rss_bytes_per_call, result.capacity_calls_at_own_load = memory_slope(result.drains), capacity_at_own_load(result.drains)
     if profile is not None and profile.exists():
         from .bench_profile import print_top
         print_top(profile)

@@ -193,10 +193,23 @@ def memory_slope(points: list[DrainResult]) -> float | None:
     a drain has written every step, not at its peak: the peak also holds what a backlog brings at once (batches in
     flight, chunks read ahead of their call's start event waiting as orphans) and was seen to grow faster than
     the number of calls (150 -> 300 calls: +110 MB)."""
-    pts = [(p.calls, p.rss_end_bytes) for p in points if p.complete]
+    pts = [(p.calls, p.rss_end_bytes) for p in points if p.complete and p.workers == 1]
     if len({c for c, _ in pts}) < 2:
         return None
     n = len(pts)
     mx = sum(c for c, _ in pts) / n
     my = sum(r for _, r in pts) / n
     return round(sum((c - mx) * (r - my) for c, r in pts) / sum((c - mx) ** 2 for c, _ in pts), 1)
+
+
+def capacity_at_own_load(points: list[DrainResult]) -> float | None:
+    """The most live calls one worker carries at real time, given that its cost per message grows with the number
+    of live calls (each batch touches more of them, so more call hashes are rendered and written per message): the
+    N at which the call-seconds drained per second, interpolated linearly between single-worker drains of
+    different sizes, fall to N. None when no drain fell below its own number of calls, or the first already did."""
+    pts = sorted({p.calls: p.call_seconds_per_s for p in points if p.complete and p.workers == 1}.items())
+    for (n0, t0), (n1, t1) in zip(pts, pts[1:]):
+        if t0 >= n0 and t1 < n1:
+            slope = (t1 - t0) / (n1 - n0)   # t(N) = t0 + slope (N - n0); solve t(N) = N
+            return round((t0 - slope * n0) / (1 - slope), 1)
+    return None

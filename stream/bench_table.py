@@ -17,6 +17,8 @@ def print_table(r: "BenchResult", last: "RunResult") -> None:
         return f"{value / target:.2f}x target" if higher_is_better else f"{target / value:.2f}x headroom" if value else "-"
     rows = [
         ("capacity_calls_per_core", r.capacity_calls_per_core, "calls at real time (drain, wall clock)", ratio(r.capacity_calls_per_core, 1000)),
+        ("capacity_calls_at_own_load", r.capacity_calls_at_own_load, "live calls where the drains' throughput meets their number",
+         ratio(r.capacity_calls_at_own_load, 1000)),
         ("capacity_calls_per_cpu_second", r.capacity_calls_per_cpu_second, "the same per second of worker CPU", ratio(r.capacity_calls_per_cpu_second, 1000)),
         ("capacity_messages_per_s", r.capacity_messages_per_s, "messages drained per second", ""),
         ("overhead_ms_per_message", r.overhead_ms_per_message, "worker CPU outside the models", ratio(r.overhead_ms_per_message, 0.1, False)),

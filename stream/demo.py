@@ -26,6 +26,7 @@ from .replay import load_sample_calls, replay
 from .settings import Settings
 
 TABLE_EVERY_S = 10.0
+REPLAY_STOP_S = 10.0    # the replay's producer flushes what it sent while the broker still runs
 DEFAULT_DASHBOARD_PORT = 8080
 DEFAULT_METRICS_PORT = 9100
 
@@ -86,6 +87,7 @@ def run_demo(args) -> int:
     bootstrap = args.bootstrap_servers or os.environ.get("CALLPULSE_BOOTSTRAP_SERVERS")
     redis_url = args.redis_url or os.environ.get("CALLPULSE_REDIS_URL")
     stack = None
+    replayer: threading.Thread | None = None
     children: list[subprocess.Popen] = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -144,6 +146,8 @@ def run_demo(args) -> int:
         pass
     finally:
         stop.set()
+        if replayer is not None:
+            replayer.join(REPLAY_STOP_S)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)

@@ -161,7 +161,11 @@ class LocalStack:
     def _spawn(self, name: str, argv: list[str], port: int) -> subprocess.Popen:
         logf = open(os.path.join(self.logdir, f"{name}.log"), "ab")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
+        # Their own process group: a terminal's Ctrl-C reaches the demo, which stops the servers after everything that
+        # talks to them (they used to die first, and the replay's producer then failed for ~25 s). PDEATHSIG still
+        # ends them if their parent dies without stopping them.
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env,
+                                process_group=0)
         logf.close()
         self.procs.append(proc)
         try:

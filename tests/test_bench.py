@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.bench_capacity import DrainResult, memory_slope
+from stream.bench_capacity import DrainResult, capacity_at_own_load, memory_slope
 from stream.bench_profile import top_functions
 from stream.bench_support import realtime_schedule
 
@@ -39,7 +39,7 @@ def test_a_tiny_bench_drains_every_step_and_writes_every_figure(tmp_path):
                 "rss_bytes_per_call", "inference_bound_calls_per_core", "p50_latency_ms", "p99_latency_ms"):
         assert r[key] is not None, key
     assert r["runs"][-1]["calls"] == 2 and r["runs"][-1]["written_steps"] == r["runs"][-1]["expected_steps"] == 2 * 2 * 3
-    assert r["model_ms_per_scored_window"] > 0 and 0 < r["scored_window_share"] < 1
+    assert r["model_ms_per_scored_window"] > 0 and 0 < r["scored_window_share"] < 1 and "capacity_calls_at_own_load" in r
     assert "self %" in run.stdout and "Session.run" in run.stdout   # the profile saw the models run
 
 
@@ -48,6 +48,17 @@ def test_memory_slope_is_the_least_squares_slope_of_rss_after_complete_drains():
         return DrainResult(1, calls, 1.0, 500, 0, 0.0, 0, 0, complete, 1.0, 1.0, 0.0, 0.0, 0.0, 0, 0, 0, peak + 5_000_000, peak, 0, 0)
     assert memory_slope([d(10, 1_000_000), d(20, 2_000_000), d(40, 4_000_000)]) == 100_000
     assert memory_slope([d(10, 1_000_000), d(20, 9_000_000, complete=False)]) is None
+
+
+def test_capacity_at_own_load_is_where_the_drains_throughput_meets_their_calls():
+    def d(calls, per_s, workers=1, complete=True):
+        return DrainResult(workers, calls, 30.0, 500, 0, 0.0, 0, 0, complete, 1.0, 1.0, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0,
+                           call_seconds_per_s=per_s)
+    # 400 calls drain at 762 call-s/s, 800 at 720: t(N) = 762 - 0.105 (N - 400) meets N at 727.6
+    assert capacity_at_own_load([d(800, 720.0), d(100, 924.0), d(400, 762.0), d(200, 844.0), d(200, 1500.0, workers=2)]) == 727.6
+    assert capacity_at_own_load([d(100, 924.0), d(400, 762.0)]) is None       # every drain kept up: above 400
+    assert capacity_at_own_load([d(100, 90.0), d(400, 80.0)]) is None         # none kept up
+    assert capacity_at_own_load([d(100, 924.0), d(400, 300.0, complete=False)]) is None
 
 
 def test_top_functions_counts_own_and_inclusive_samples_per_function(tmp_path):

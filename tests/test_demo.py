@@ -62,3 +62,38 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path):
     time.sleep(0.5)
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(redis_url).ping()
+
+
+def test_ctrl_c_stops_the_demo_cleanly_and_promptly(tmp_path):
+    """A terminal's Ctrl-C signals the demo's whole process group. The embedded servers must not die first: the
+    replay's producer then failed against a dead broker for ~25 s and its exit flush printed a traceback."""
+    import signal
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CALLPULSE_DEMO_LOGDIR": str(tmp_path), "CALLPULSE_TRANSCRIPTS_ENABLED": "false"}
+    env.pop("CALLPULSE_BOOTSTRAP_SERVERS", None)
+    env.pop("CALLPULSE_REDIS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "demo", "--metrics-port", str(free_port()),
+                             "--dashboard-port", str(free_port())], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)   # its own group, as a shell's job
+    lines = []
+    try:
+        while "replaying the sample calls" not in (line := proc.stdout.readline()):
+            assert line, "demo exited early:\n" + "".join(lines)
+            lines.append(line)
+        redis_url = re.search(r"embedded Redis \(Valkey\)\s+(redis://127\.0\.0\.1:\d+/0)", "".join(lines)).group(1)
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        wait_for(lambda: r.zrange("cp:calls:active", 0, -1), 40, what="live calls in Redis")   # the replay is sending
+        os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        rest, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(lines)
+    assert proc.returncode == 0, out
+    assert "stopped: worker, dashboard, broker and Redis" in out
+    assert not re.search(r"Traceback|ECONNREFUSED|KafkaTimeoutError|Connection refused", rest), rest
+    assert took < 20, f"{took:.1f} s from Ctrl-C to exit:\n{rest}"
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(redis_url).ping()
