@@ -204,7 +204,7 @@ def memory_slope(points: list[DrainResult]) -> float | None:
 
 def capacity_at_own_load(points: list[DrainResult]) -> float | None:
     """The most live calls one worker carries at real time, given that its cost per message grows with the number
-    of live calls (each batch touches more of them, so more call hashes are rendered and written per message): the
+    of live calls (in the bench's drains, more call hashes are rendered and written per message): the
     N at which the call-seconds drained per second, interpolated linearly between single-worker drains of
     different sizes, fall to N. None when no drain fell below its own number of calls, or the first already did."""
     pts = sorted({p.calls: p.call_seconds_per_s for p in points if p.complete and p.workers == 1}.items())

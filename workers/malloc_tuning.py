@@ -6,7 +6,7 @@ megabyte-sized buffers in every batch (the VAD's and the models' input arrays, o
 after its first batches they come from the heap, and the heap keeps its high-water mark, fragmented: the RSS
 after a drain then grew with the number of live calls about 1.6 times as fast as the live state does.
 Setting the threshold once turns the adjustment off. Measured (``callpulse bench`` drains of 100 to 800 calls,
-README "Benchmark"): RSS per live call ~115 -> ~74 kB, 30-60 MB less in all, and no CPU cost in interleaved drains.
+README "Benchmark", stop 27): RSS per live call ~120 -> ~73 kB, 30-80 MB less in all, no CPU cost in interleaved drains.
 """
 
 from __future__ import annotations
