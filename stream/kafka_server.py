@@ -68,7 +68,11 @@ def java_binary() -> str:
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random cluster id as Kafka writes them (URL-safe base64 of a UUID), never starting with "-": that one in 64
+    reads as an option to ``kafka-storage format -t`` ("expected one argument"); Kafka's own ``Uuid`` skips them too."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
 
 
 @dataclass
