@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from stream import topics
 from stream.events import CallEvent
-from stream.frame import AudioFrame, encode_frame
+from stream.frame import AudioFrame, decode_frame, encode_frame
 from stream.redis_keys import STATE_FIELD
 from stream.settings import Settings
 from tests.support import frames_for, tone_leg
@@ -238,13 +238,31 @@ def test_chunks_read_from_a_backlog_expire_once_later_events_were_read(models):
     assert len(dead) == len(orphans) and {d.reason for d in dead} == {"unknown_call"}
 
 
-def test_chunks_after_the_end_go_to_the_dead_letters(models):
+def _past_the_end(rec: Record, token: str) -> Record:
+    """The same chunk with a sequence number the call never reached."""
+    f = decode_frame(rec.value)
+    return Record(topics.AUDIO, rec.key, encode_frame(AudioFrame(f.call_id, f.leg, f.seq + 1000, f.capture_ts + 500, f.sample_rate, f.encoding, f.payload)), token=token)
+
+
+def test_chunks_past_the_end_go_to_the_dead_letters_and_chunks_read_again_are_acknowledged(models):
+    """Kafka redelivers after a failed commit: a chunk the ended call already had, or its own start event, is
+    acknowledged and counted, with no effect; audio past the end, or a start reusing the id, is dead-lettered."""
     p, m = make_pipeline(models)
     recs = call_records()
-    run(p, recs)
-    late = Record(topics.AUDIO, b"c1", recs[5].value, token="late")
-    out = p.process([late])
-    assert [(d.reason, d.record.token) for d in out.dead] == [("ended_call", "late")]
+    results = run(p, recs)
+    again = [Record(r.topic, r.key, r.value, token=f"again-{i}") for i, r in enumerate(recs[:6])]
+    reuse = Record(topics.EVENTS, b"c1", CallEvent(type="start", call_id="c1", ts=T0 + 3600).to_bytes(), token="reuse")
+    out = p.process([*again, _past_the_end(recs[5], "late"), reuse])
+    assert [(d.reason, d.record.token) for d in out.dead] == [("ended_call", "late"), ("ended_call", "reuse")]
+    assert {f"again-{i}" for i in range(6)} <= set(out.acks) and not out.call_fields and not out.timeline
+    assert m.redelivered._value.get() == 6
+    # a restarted worker knows the same from the call's saved state in Redis
+    fields = [r.call_fields["c1"] for r in results if "c1" in r.call_fields][-1]
+    p2, m2 = make_pipeline(models)
+    assert p2.needs_lookup("c1")
+    p2.restore("c1", fields)
+    out = p2.process([*again, _past_the_end(recs[5], "late")])
+    assert [(d.reason, d.record.token) for d in out.dead] == [("ended_call", "late")] and m2.redelivered._value.get() == 6
 
 
 def test_inactivity_timeout_ends_the_call_with_a_summary(models):

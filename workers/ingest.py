@@ -16,6 +16,7 @@ from stream.settings import Settings
 from .audio import buffered_samples
 from .batch import BatchResult, DeadLetter, Record
 from .call_state import CallState
+from .ended_calls import EndedCalls
 from .leg_audio import Chunk
 from .metrics import WorkerMetrics
 
@@ -59,13 +60,18 @@ class Ingest:
         self.dead(out, rec, "key_mismatch", f"message key {rec.key!r} is not the UTF-8 call id {call_id!r} of its value")
         return False
 
-    def route(self, rec: Record, out: BatchResult, now: float, calls: dict, ended) -> tuple[Any, AudioFrame] | None:
-        """An audio record's (call, frame) among ``calls``, or None after dead-lettering it (bad, or its call is in
-        ``ended``) or holding it as an orphan until its start event. The call's partition follows the record's."""
+    def route(self, rec: Record, out: BatchResult, now: float, calls: dict, ended: EndedCalls) -> tuple[Any, AudioFrame] | None:
+        """An audio record's (call, frame) among ``calls``, or None after acknowledging it (a chunk of an ended call
+        read again), dead-lettering it (bad, or late for an ended call) or holding it as an orphan until its start
+        event. The call's partition follows the record's."""
         frame = self.frame(rec, out)
         if frame is None:
             return None
         if frame.call_id in ended:
+            if ended.is_repeat_chunk(frame.call_id, frame.leg, frame.seq):
+                self.m.redelivered.inc()
+                out.ack(rec)
+                return None
             self.dead(out, rec, "ended_call", f"chunk seq {frame.seq} ({frame.leg}) for call {frame.call_id!r}, which already ended")
             return None
         call = calls.get(frame.call_id)

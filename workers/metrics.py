@@ -16,6 +16,7 @@ class WorkerMetrics:
         self.chunks = Counter("callpulse_chunks_total", "Audio chunks accepted", ["leg"], registry=r)
         self.chunks_dropped = Counter("callpulse_chunks_dropped_total", "Chunks that brought nothing new", ["reason"], registry=r)
         self.bad_input = Counter("callpulse_bad_input_total", "Messages rejected as bad input", ["reason"], registry=r)
+        self.redelivered = Counter("callpulse_redelivered_messages_total", "Messages of ended calls read again (Kafka redelivery): acknowledged, no effect", registry=r)
         self.dead_letters = Counter("callpulse_dead_letters_total", "Messages written to the dead-letter topic", ["reason"], registry=r)
         self.windows = Counter("callpulse_windows_total", "Analysis steps per leg, by whether the models ran", ["leg", "speech"], registry=r)
         self.gap_seconds = Counter("callpulse_audio_gap_seconds_total", "Audio lost in transit, filled with silence", registry=r)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from typing import Iterable
 
 from stream import topics
@@ -30,6 +29,7 @@ from .analysis import Analyser, ModelRunner
 from .backlog import Backlog
 from .batch import BatchResult, DeadLetter, Record
 from .call_state import CallState
+from .ended_calls import EndedCalls
 from .ingest import Ingest
 from .metrics import WorkerMetrics
 from .pairing import RuleRunner, StepPairer
@@ -55,7 +55,7 @@ class Pipeline:
         self.pairer = StepPairer(settings, metrics, rules, clock)
         self.hop, self.window = self.analyser.hop, self.analyser.window
         self.calls: dict[str, CallState] = {}
-        self.ended: OrderedDict[str, float] = OrderedDict()       # call id -> wall time it ended here
+        self.ended = EndedCalls()
         self.looked_up: set[str] = set()
         self.backlog = Backlog(late_after_s=settings.end_grace_s)
 
@@ -71,7 +71,7 @@ class Pipeline:
         if not text:
             return
         if fields.get("status") == "ended":
-            self.ended[call_id] = self.clock()
+            self.ended.add_saved(call_id, self.clock(), text)
             return
         call = CallState.from_state(call_id, self.hop, self.window, self.s.reorder_horizon_s, text)
         call.last_seen = self.clock()
@@ -154,7 +154,11 @@ class Pipeline:
             return
         if ev.type == "start":
             if ev.call_id in self.ended:
-                self.ingest.dead(out, rec, "ended_call", f"start event for call {ev.call_id!r}, which already ended")
+                if self.ended.is_repeat_start(ev.call_id, ev.ts):
+                    self.m.redelivered.inc()
+                    out.ack(rec)
+                else:
+                    self.ingest.dead(out, rec, "ended_call", f"start event for call {ev.call_id!r}, which already ended")
                 return
             out.ack(rec)
             call = self.calls.get(ev.call_id)
@@ -222,8 +226,7 @@ class Pipeline:
         for call in list(self.calls.values()):
             if call.call_id not in already and not self.backlog.audio_behind(call.partition) and now - call.last_seen > self.s.inactivity_timeout_s:
                 ending.append((call, "timeout", call.updated_at or now))
-        while self.ended and now - next(iter(self.ended.values())) > self.s.ended_memory_s:
-            self.ended.popitem(last=False)
+        self.ended.prune(now, self.s.ended_memory_s)
         self.ingest.flush_acks(out)
 
     def _finish(self, call: CallState, reason: str, ended_at: float, out: BatchResult) -> None:
@@ -239,7 +242,7 @@ class Pipeline:
             out.acks.extend(call.audio[leg].release_all())
         self.calls.pop(call.call_id, None)
         self.looked_up.discard(call.call_id)   # `ended` answers for it from now on, and is pruned
-        self.ended[call.call_id] = self.clock()
+        self.ended.add(call.call_id, self.clock(), call.started_at, {leg: call.audio[leg].next_seq for leg in LEGS})
         if self.rules is not None:
             self.rules.forget(call.call_id)
         count_call_end(self.m, summary, self.s.agent_metrics)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from workers.audio import ANALYSIS_RATE_HZ
 from workers.backlog import Backlog
 from workers.batch import BatchResult, Record
 from workers.cues import CueSet, cue_alert
+from workers.ended_calls import EndedCalls
 from workers.ingest import Ingest
 from workers.metrics import WorkerMetrics
 
@@ -96,7 +96,7 @@ class TranscriptCore:
         self.clock = clock
         self.ingest = Ingest(settings, metrics)
         self.calls: dict[str, TxCall] = {}
-        self.ended: OrderedDict[str, float] = OrderedDict()
+        self.ended = EndedCalls()
         self.looked_up: set[str] = set()
         self.backlog = Backlog(late_after_s=settings.end_grace_s)
 
@@ -111,7 +111,7 @@ class TranscriptCore:
     def restore(self, call_id: str, fields: dict[str, str]) -> None:
         self.looked_up.add(call_id)
         if fields.get("status") == "ended":
-            self.ended[call_id] = self.clock()
+            self.ended.add(call_id, self.clock())   # its saved state does not say where its legs ended
             return
         if fields.get(STATE_FIELD):
             call = TxCall.from_state(call_id, self.s.reorder_horizon_s, fields[STATE_FIELD])
@@ -164,8 +164,7 @@ class TranscriptCore:
                     out.acks.extend(call.legs[leg].release())
             out.call_fields[call.call_id] = {"call_id": call.call_id, "status": call.status, "language": call.language,
                                              "segments": str(call.segments), STATE_FIELD: call.to_state()}
-        while self.ended and now - next(iter(self.ended.values())) > self.s.ended_memory_s:
-            self.ended.popitem(last=False)
+        self.ended.prune(now, self.s.ended_memory_s)
         self.ingest.flush_acks(out)
         self.m.transcriber_calls.set(len(self.calls))
         return out
@@ -229,7 +228,7 @@ class TranscriptCore:
             out.acks.extend(call.legs[leg].audio.release_all())
         self.calls.pop(call.call_id, None)
         self.looked_up.discard(call.call_id)
-        self.ended[call.call_id] = self.clock()
+        self.ended.add(call.call_id, self.clock(), next_seq={leg: call.legs[leg].audio.next_seq for leg in LEGS})
         out.ended.append(call.call_id)
 
     # -- recognition -----------------------------------------------------------------------------------
