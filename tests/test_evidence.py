@@ -202,3 +202,20 @@ def test_the_baseline_follows_every_window_it_takes_in():
     assert len(acc.base) > cfg.warmup_windows + 2   # windows entered the baseline after it was first computed
     restored = Accumulator.from_list(json.loads(json.dumps(acc.to_list())))
     assert restored.baseline(cfg, cfg.anger) == acc.baseline(cfg, cfg.anger)
+
+
+def test_the_rendered_evidence_reused_between_steps_is_always_what_details_gives():
+    """The call hash's ``evidence`` field is reused while nothing it shows changed (``details_json``): through
+    warm-up, calm stretches, rising and decaying evidence and a restore, it must equal a fresh render each step."""
+    from workers.jsonfmt import compact_json
+    script = CALM_START + turns(3, 0.9, -0.6) + [(40, 0.0, None, None)] + turns(4, 0.9, -0.7) + turns(2, 0.05, 0.1)
+    ruleset = RuleSet.load(DEFAULT)
+    ev, cfg, reused = CallEvidence(LEGS), ruleset.evidence, 0
+    for i, cust in enumerate(steps(script)):
+        if i == 30:
+            ev = CallEvidence.from_dict(LEGS, json.loads(json.dumps(ev.to_dict())))
+        ev.step(float(i + 1), {"agent": info(0.5, 0.1, 0.2), "customer": cust}, cfg, 1.0)
+        before = ev._json
+        assert ev.details_json() == compact_json(ev.details(cfg)), f"step {i}"
+        reused += ev._json is before
+    assert 0 < reused < i   # both paths were taken

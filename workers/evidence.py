@@ -43,6 +43,8 @@ from typing import Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .jsonfmt import compact_json
+
 SIGNALS = ("anger", "negative")
 MAD_TO_SD = 1.4826           # robust standard deviation of a normal sample from its median absolute deviation
 FULL_SPEECH_FRACTION = 0.6   # a window with this share of speech (or more) weighs 1
@@ -185,6 +187,10 @@ class Accumulator:
                 "baseline": round(_sigmoid(base), 3), "baseline_spread": round(spread, 3), "baseline_ready": ready,
                 "since": self.since, "windows": self.windows, "turns": self.turns, "spans": [[round(a, 2), round(b, 2)] for a, b in self.spans]}
 
+    def details_key(self) -> tuple:
+        """Everything ``details`` reads but the settings: equal keys, equal details (``base`` only grows)."""
+        return (self.level, self.peak, self.peak_t, len(self.base), self.since, self.windows, self.turns, *map(tuple, self.spans))
+
     def to_list(self) -> list:
         return [self.level, self.base, self.p, self.rel, self.since, self.peak, self.peak_t, self.spans, self.windows, self.turns, self.in_turn]
 
@@ -249,6 +255,7 @@ class CallEvidence:
     def __init__(self, legs: tuple[str, ...]) -> None:
         self.legs = {leg: LegEvidence() for leg in legs}
         self.cfg: EvidenceConfig | None = None    # the settings of the last step (not saved: the rules file has them)
+        self._json: tuple[tuple, str] | None = None   # (key, details as JSON) of the last render
 
     def step(self, t: float, info: Mapping[str, Mapping | None], cfg: EvidenceConfig, hop_s: float) -> dict[str, float]:
         self.cfg = cfg
@@ -262,6 +269,15 @@ class CallEvidence:
         cfg = cfg or self.cfg or EvidenceConfig()
         return {f"{leg}_{name}_evidence": acc.details(cfg, getattr(cfg, name))
                 for leg, ev in self.legs.items() for name, acc in ev.acc.items()}
+
+    def details_json(self) -> str:
+        """``details()`` as compact JSON, for the call hash. Rendered at every step, but unchanged while no evidence
+        builds (a level at 0 neither decays nor grows): then the last one is reused."""
+        cfg = self.cfg or EvidenceConfig()
+        key = (cfg, *(acc.details_key() for ev in self.legs.values() for acc in ev.acc.values()))
+        if self._json is None or self._json[0] != key:
+            self._json = (key, compact_json(self.details(cfg)))
+        return self._json[1]
 
     def to_dict(self) -> dict:
         return {leg: ev.to_dict() for leg, ev in self.legs.items()}

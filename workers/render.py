@@ -28,7 +28,7 @@ def render_call(call: CallState, worker_name: str) -> dict[str, str]:
     for leg in LEGS:
         f.update(_leg_fields(call, leg))
     f["alert_log"] = compact_json(call.alert_log)
-    f["evidence"] = compact_json(call.evidence.details())
+    f["evidence"] = call.evidence.details_json()
     f["marks"] = compact_json({"silence": [m[0] for m in call.recent_marks if m[1]], "overtalk": [m[0] for m in call.recent_marks if m[2]]})
     f[STATE_FIELD] = call.to_state()
     return f
