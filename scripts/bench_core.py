@@ -70,11 +70,16 @@ def main() -> int:
     p.add_argument("--no-models", action="store_true")
     p.add_argument("--profile", action="store_true", help="cProfile the run and print the top functions")
     args = p.parse_args()
-    recs = backlog(args.calls, args.seconds, args.chunk_ms)
     models = Models(None, threads=1)
     settings = Settings()
     runner = FixedScores(len(models.emotion.labels)) if args.no_models else models
     pipe = Pipeline(settings, runner, models.emotion.labels, WorkerMetrics(CollectorRegistry()), _load_rules(settings))
+    try:   # as the worker after its start-up (trees before stop 28 have no gc_tuning)
+        from workers.gc_tuning import tune_gc
+        tune_gc(settings.gc_gen0_threshold)
+    except ImportError:
+        pass
+    recs = backlog(args.calls, args.seconds, args.chunk_ms)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {os.cpu_count() - 1})
     prof = cProfile.Profile() if args.profile else None

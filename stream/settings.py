@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     worker_name: str = ""
     # glibc's mmap threshold for the worker (workers.malloc_tuning); 0 keeps glibc's adaptive one
     malloc_mmap_threshold_bytes: int = Field(1 << 20, ge=0, le=32 << 20)
+    # the young generation of Python's garbage collector, after freezing the start-up objects (workers.gc_tuning);
+    # 0 keeps Python's defaults (700, nothing frozen)
+    gc_gen0_threshold: int = Field(10_000, ge=0, le=1_000_000)
     # The worker's output producer: idempotent where the broker supports it. "auto" probes at start
     # (Apache Kafka: yes; the embedded tansu: no, its InitProducerId fails through aiokafka).
     producer_idempotence: Literal["auto", "true", "false"] = "auto"

@@ -23,6 +23,7 @@ from .batch_agent import BatchAgent
 from .health import Liveness, start_http_endpoint
 from .inference import Models
 from .kpi_job import make_kpi_job
+from .gc_tuning import tune_gc
 from .malloc_tuning import fix_mmap_threshold
 from .metrics import METRICS, WorkerMetrics
 from .pipeline import Pipeline
@@ -76,4 +77,5 @@ def run_worker(settings: Settings, metrics_port: int | None = None, loglevel: st
     if port:
         start_http_endpoint(port, settings.metrics_host, liveness)
     worker = Worker(settings, liveness=liveness)
+    tune_gc(settings.gc_gen0_threshold)
     faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
