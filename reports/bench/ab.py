@@ -3,7 +3,7 @@
   python reports/bench/ab.py drain    OLD_CHECKOUT NEW_CHECKOUT PAIRS CALLS SECONDS [OUT.json]
   python reports/bench/ab.py realtime OLD_CHECKOUT NEW_CHECKOUT PAIRS CALLS SECONDS [OUT.json]
 
-``drain``: one worker drains a backlog (``stream.bench_capacity.drain``); ``realtime``: calls at real-time pace
+``drain``: one worker (``AB_WORKERS=2``: two, one per core) drains a backlog (``stream.bench_capacity.drain``); ``realtime``: calls at real-time pace
 (``stream.bench.run_load``). Each run starts its own broker and Redis and imports its own checkout (cwd and the
 workers' PYTHONPATH); run it with a Python that has callpulse's dependencies, on an otherwise idle machine.
 A checkout may carry settings for its arm's workers: ``/path/to/checkout::CALLPULSE_BATCH_WITHIN_S=0.02``.
@@ -17,7 +17,7 @@ kind, old_dir, new_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 pairs, calls, seconds = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
 out_path = sys.argv[7] if len(sys.argv) > 7 else None
 RUN = {
-    "drain": f"from stream.bench_capacity import drain\nr = drain({calls}, {seconds}, 500, 1, log=lambda *a: None)",
+    "drain": f"from stream.bench_capacity import drain\nr = drain({calls}, {seconds}, 500, {os.environ.get('AB_WORKERS', '1')}, log=lambda *a: None)",
     "realtime": ("from stream.localstack import LocalStack\nfrom stream.bench import run_load\n"
                  f"with LocalStack() as stack:\n    r = run_load(stack, {calls}, {seconds}, 500, 'rt', log=lambda *a: None)"),
 }[kind]
