@@ -5,8 +5,9 @@ generation fills every few hundred messages, and every tenth of its collections 
 collection walks every object the process holds, most of them the modules, models and Kafka client loaded at
 start, which never become garbage. Measured in the core alone (``scripts/bench_core.py --no-models``, 400 calls,
 timed with ``gc.callbacks``, README "Benchmark", stop 28): the collector took 6.7-7.5 % of the CPU with Python's
-defaults and 2.1-2.3 % with the start-up objects frozen and a young generation of 10 000 (3 runs each). The core's reference cycles are few, so a larger young
-generation holds little garbage for long; reference counting frees everything else at once, as before.
+defaults and 2.1-2.3 % with the start-up objects frozen and a young generation of 10 000 (3 runs each). The
+core's reference cycles are few, so a larger young generation holds little garbage for long; reference counting
+frees everything else at once, as before.
 """
 
 from __future__ import annotations
