@@ -77,14 +77,16 @@ def test_chunks_read_from_a_backlog_wait_for_a_start_event_still_unread():
 
 def test_chunks_of_an_ended_call_read_again_are_acknowledged_and_audio_past_its_end_is_dead_lettered():
     """As the emotion worker (workers/ended_calls.py): Kafka redelivers after a failed commit."""
+    from stream.events import CallEvent
     from tests.test_pipeline import _past_the_end
     from workers.batch import Record
     core = make_core()
     recs = call_records()
     out = run(core, recs)
     assert [c for r in out for c in r.ended] == ["c1"]
-    again = [Record(r.topic, r.key, r.value, token=f"again-{i}") for i, r in enumerate(recs[1:6])]
-    res = core.process([*again, _past_the_end(recs[5], "late")])
-    assert [(d.reason, d.record.token) for d in res.dead] == [("ended_call", "late")]
-    assert {f"again-{i}" for i in range(5)} <= set(res.acks) and not res.segments
-    assert core.m.redelivered._value.get() == 5
+    again = [Record(r.topic, r.key, r.value, token=f"again-{i}") for i, r in enumerate(recs[:6])]   # its start and 5 chunks
+    reuse = Record(topics.EVENTS, b"c1", CallEvent(type="start", call_id="c1", ts=T0 + 3600).to_bytes(), token="reuse")
+    res = core.process([*again, _past_the_end(recs[5], "late"), reuse])
+    assert [(d.reason, d.record.token) for d in res.dead] == [("ended_call", "late"), ("ended_call", "reuse")]
+    assert {f"again-{i}" for i in range(6)} <= set(res.acks) and not res.segments
+    assert core.m.redelivered._value.get() == 6

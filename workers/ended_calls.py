@@ -30,9 +30,6 @@ class EndedCalls:
     def __contains__(self, call_id: object) -> bool:
         return call_id in self._calls
 
-    def __len__(self) -> int:
-        return len(self._calls)
-
     def add(self, call_id: str, at: float, started_at: float | None = None, next_seq: dict[str, int] | None = None) -> None:
         self._calls.pop(call_id, None)   # kept in the order they ended, for pruning
         self._calls[call_id] = EndedCall(at, started_at, dict(next_seq or {}))

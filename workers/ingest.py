@@ -34,6 +34,18 @@ class Ingest:
         out.dead.append(DeadLetter(rec, reason, message))
         out.ack(rec)
 
+    def redelivered(self, out: BatchResult, rec: Record) -> None:
+        """A message of an ended call read again (``workers.ended_calls``): acknowledged, counted, no effect."""
+        self.m.redelivered.inc()
+        out.ack(rec)
+
+    def ended_start(self, out: BatchResult, rec: Record, ev: CallEvent, ended: EndedCalls) -> None:
+        """A start event for a call in ``ended``: its own start read again, or a new call reusing the id."""
+        if ended.is_repeat_start(ev.call_id, ev.ts):
+            self.redelivered(out, rec)
+        else:
+            self.dead(out, rec, "ended_call", f"start event for call {ev.call_id!r}, which already ended")
+
     def event(self, rec: Record, out: BatchResult) -> CallEvent | None:
         """The record's start/end event, or None after dead-lettering it."""
         try:
@@ -69,8 +81,7 @@ class Ingest:
             return None
         if frame.call_id in ended:
             if ended.is_repeat_chunk(frame.call_id, frame.leg, frame.seq):
-                self.m.redelivered.inc()
-                out.ack(rec)
+                self.redelivered(out, rec)
                 return None
             self.dead(out, rec, "ended_call", f"chunk seq {frame.seq} ({frame.leg}) for call {frame.call_id!r}, which already ended")
             return None

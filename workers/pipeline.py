@@ -154,11 +154,7 @@ class Pipeline:
             return
         if ev.type == "start":
             if ev.call_id in self.ended:
-                if self.ended.is_repeat_start(ev.call_id, ev.ts):
-                    self.m.redelivered.inc()
-                    out.ack(rec)
-                else:
-                    self.ingest.dead(out, rec, "ended_call", f"start event for call {ev.call_id!r}, which already ended")
+                self.ingest.ended_start(out, rec, ev, self.ended)
                 return
             out.ack(rec)
             call = self.calls.get(ev.call_id)

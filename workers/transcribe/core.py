@@ -60,6 +60,7 @@ class TxCall:
     last_seen: float = 0.0
     end_requested: list[float] | None = None
     queue: str = ""
+    started_at: float | None = None   # the start event's time stamp: tells that event read again after the end
     segments: int = 0
     cue_last: dict[str, float] = field(default_factory=dict)   # "cue:leg" -> call time of its last alert
     legs: dict[str, LegCutter] = field(default_factory=dict)
@@ -74,13 +75,13 @@ class TxCall:
         return {leg: c.audio for leg, c in self.legs.items()}
 
     def to_state(self) -> str:
-        return json.dumps({"language": self.language, "queue": self.queue, "segments": self.segments, "cues": self.cue_last,
+        return json.dumps({"language": self.language, "queue": self.queue, "started_at": self.started_at, "segments": self.segments, "cues": self.cue_last,
                            "legs": {leg: c.state() for leg, c in self.legs.items()}}, separators=(",", ":"))
 
     @classmethod
     def from_state(cls, call_id: str, horizon_s: float, text: str) -> "TxCall":
         d = json.loads(text)
-        return cls(call_id, horizon_s, language=d.get("language") or DEFAULT_LANGUAGE, queue=d.get("queue", ""),
+        return cls(call_id, horizon_s, language=d.get("language") or DEFAULT_LANGUAGE, queue=d.get("queue", ""), started_at=d.get("started_at"),
                    segments=int(d.get("segments", 0)), cue_last={k: float(v) for k, v in d.get("cues", {}).items()},
                    legs={leg: LegCutter.from_state(leg, horizon_s, s) for leg, s in d["legs"].items()})
 
@@ -180,7 +181,7 @@ class TranscriptCore:
         call = self.calls.get(ev.call_id)
         if ev.type == "start":
             if ev.call_id in self.ended:
-                self.ingest.dead(out, rec, "ended_call", f"start event for call {ev.call_id!r}, which already ended")
+                self.ingest.ended_start(out, rec, ev, self.ended)
                 return
             out.ack(rec)
             if call is None:
@@ -189,6 +190,7 @@ class TranscriptCore:
                 self.m.calls_started.inc()
             call.language = (ev.language or self.default_language).lower().split("-")[0]
             call.queue = ev.queue or call.queue
+            call.started_at = call.started_at or ev.ts
             touched[call.call_id] = call
             self.ingest.adopt_orphans(call, now)
             return
@@ -228,7 +230,7 @@ class TranscriptCore:
             out.acks.extend(call.legs[leg].audio.release_all())
         self.calls.pop(call.call_id, None)
         self.looked_up.discard(call.call_id)
-        self.ended.add(call.call_id, self.clock(), next_seq={leg: call.legs[leg].audio.next_seq for leg in LEGS})
+        self.ended.add(call.call_id, self.clock(), call.started_at, {leg: call.legs[leg].audio.next_seq for leg in LEGS})
         out.ended.append(call.call_id)
 
     # -- recognition -----------------------------------------------------------------------------------
