@@ -88,7 +88,8 @@ def test_a_real_utterance_comes_back_as_text_in_redis_and_on_the_topic_and_a_cue
         assert 0 < redis_client.ttl(K.transcript("tx-1")) <= Settings().ended_ttl_s
         assert 0 < redis_client.ttl(K.transcriber("tx-1")) <= Settings().ended_ttl_s
         state = json.loads(redis_client.hget(K.transcriber("tx-1"), STATE_FIELD))
-        assert set(state) == {"language", "queue", "segments", "cues", "legs"} and len(json.dumps(state)) < 2000
+        assert set(state) == {"language", "queue", "started_at", "segments", "cues", "legs"} and len(json.dumps(state)) < 2000
+        assert state["started_at"] == T0   # kept so that this call's start event, read again, is acknowledged
         # the same segments on calls.transcripts
         on_topic = topic_values(stack.bootstrap_servers, topics.TRANSCRIPTS)
         assert {v["segment_id"] for v in on_topic} == {e["segment_id"] for e in entries}
