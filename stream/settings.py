@@ -33,7 +33,6 @@ class Settings(BaseSettings):
     commit_interval_s: float = 1.0
     batch_max_messages: int = Field(512, ge=1)
     batch_within_s: float = Field(0.05, gt=0)
-    batch_greedy: bool = True   # a batch goes once nothing more is queued (see workers.greedy_take); off: every batch_within_s
     worker_name: str = ""
     # glibc's mmap threshold for the worker (workers.malloc_tuning); 0 keeps glibc's adaptive one
     malloc_mmap_threshold_bytes: int = Field(1 << 20, ge=0, le=32 << 20)

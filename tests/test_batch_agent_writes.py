@@ -1,6 +1,6 @@
 """workers.batch_agent: a batch's writes overlap the core's work on the next batch, and never anything else.
 
-The agent is driven here without a broker (its stream, core and sinks are small recording stand-ins), so the
+The agent is driven here without a broker (its input, core and sinks are small recording stand-ins), so the
 order of core runs, writes, acknowledgements, Redis reads and rebalances can be observed exactly. The real
 stack's pipeline, kill and rebalance tests (test_pipeline, test_faults, test_integration) cover the same agent
 end to end.
@@ -21,13 +21,30 @@ from workers.health import Liveness
 from workers.metrics import WorkerMetrics
 
 
+class Consumer:
+    """Faust's consumer as the agent uses it: acknowledgements are logged (fast_dispatch leaves an object without
+    ``wait_first`` alone)."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def track_message(self, message) -> None:
+        pass
+
+    def ack(self, message) -> bool:
+        self.log.append(("ack", message.offset))
+        return True
+
+
 class App:
     """What the agent asks of a Faust app when it is built and while it consumes."""
     consumer_generation_id = 1
-    consumer = None   # fast_dispatch leaves an object without ``wait_first`` alone
+    conf = SimpleNamespace(stream_buffer_maxsize=64)
 
-    def __init__(self) -> None:
+    def __init__(self, log: list) -> None:
         self.on_partitions_revoked = SimpleNamespace(connect=lambda fn: None)
+        self.topics = SimpleNamespace(_build_handler=lambda tp, channels: None)   # the conductor raw_input hooks
+        self.consumer = Consumer(log)
 
     def agent(self, topic, name):
         return lambda fn: fn
@@ -37,9 +54,8 @@ class App:
 
 
 def event(offset: int, call_id: str = "c1"):
-    message = SimpleNamespace(topic="calls.audio", key=call_id.encode(), value=b"x", partition=0,
-                              timestamp=0.0, offset=offset, generation_id=1)
-    return SimpleNamespace(message=message, value=b"x")
+    return SimpleNamespace(topic="calls.audio", key=call_id.encode(), value=b"x", partition=0,
+                           timestamp=0.0, offset=offset, generation_id=1)
 
 
 class Core:
@@ -59,7 +75,7 @@ class Core:
         self.known.add(call_id)
 
     def process(self, records: list[Record]) -> BatchResult:
-        offsets = tuple(r.token.message.offset for r in records)
+        offsets = tuple(r.token.offset for r in records)
         self.log.append(("core", offsets))
         result = BatchResult(call_fields={"c": {"o": str(offsets)}})
         for r in records:
@@ -102,25 +118,27 @@ class KafkaSink:
 
 
 class Stream:
-    """Yields the given batches; a batch is taken only when the test puts it on the queue."""
+    """Hands the test's batches to the agent's input as Faust's fetcher would (``stream.queue.put(batch)``), one
+    batch at a time: the next goes in once the agent took the last. ``put(None)`` stops the agent."""
 
-    def __init__(self, log: list) -> None:
-        self.log, self.queue = log, asyncio.Queue()
+    def __init__(self, agent: BatchAgent) -> None:
+        self.agent, self.queue, self.should_stop = agent, self, False
 
-    async def noack_take(self, n, within):
-        while (batch := await self.queue.get()) is not None:
-            yield batch
-
-    async def ack(self, ev) -> None:
-        self.log.append(("ack", ev.message.offset))
+    async def put(self, batch) -> None:
+        if batch is None:
+            self.should_stop = True
+            return
+        await until(lambda: not self.agent.input.buffer)
+        for message in batch:
+            await self.agent.input.on_message(message)
 
 
 def make_agent():
     log: list = []
-    # batches come by hand through the fake's noack_take; greedy batching has its own tests (test_greedy_take.py)
-    settings = Settings(batch_max_messages=16, batch_within_s=0.01, batch_greedy=False)
+    # the input's own batching has its tests (test_raw_input.py); here each batch is what the test hands over
+    settings = Settings(batch_max_messages=16, batch_within_s=0.01)
     metrics = WorkerMetrics(CollectorRegistry())
-    agent = BatchAgent(App(), None, settings, Core(log), RedisSink(log), KafkaSink(), metrics, Liveness(60.0),
+    agent = BatchAgent(App(log), None, settings, Core(log), RedisSink(log), KafkaSink(), metrics, Liveness(60.0),
                        agent_name="test", thread_name="test-core")
     return agent, log
 
@@ -135,7 +153,7 @@ async def until(predicate, timeout_s: float = 5.0) -> None:
 def test_the_core_works_on_the_next_batch_while_the_last_one_is_written_and_acks_follow_each_write():
     async def main():
         agent, log = make_agent()
-        stream = Stream(log)
+        stream = Stream(agent)
         consuming = asyncio.ensure_future(agent.consume(stream))
         agent.redis_sink.gate.clear()                 # batch 1's Redis write hangs
         await stream.queue.put([event(1), event(2)])
@@ -158,7 +176,7 @@ def test_a_redis_read_of_call_state_waits_for_the_batch_in_flight():
     """The batch being written may hold a call's last state or its end; reading Redis first would restore it stale."""
     async def main():
         agent, log = make_agent()
-        stream = Stream(log)
+        stream = Stream(agent)
         consuming = asyncio.ensure_future(agent.consume(stream))
         await stream.queue.put([event(1, "c1")])
         await until(lambda: ("ack", 1) in log)
@@ -182,7 +200,7 @@ def test_a_rebalance_or_the_timer_waits_until_the_batch_in_flight_is_acknowledge
     """A revoked partition's offsets are committed right after the handler: its processed messages must be acked."""
     async def main():
         agent, log = make_agent()
-        stream = Stream(log)
+        stream = Stream(agent)
         consuming = asyncio.ensure_future(agent.consume(stream))
         agent.redis_sink.gate.clear()
         await stream.queue.put([event(1)])
@@ -213,7 +231,7 @@ def test_an_error_in_a_batchs_writes_stops_the_agent_as_before():
     async def main():
         agent, log = make_agent()
         agent.redis_sink = Broken(log)
-        stream = Stream(log)
+        stream = Stream(agent)
         consuming = asyncio.ensure_future(agent.consume(stream))
         await stream.queue.put([event(1)])
         await stream.queue.put([event(2)])

@@ -1,10 +1,10 @@
 """The Kafka side shared by the emotion worker (``workers.agent``) and the transcriber (``workers.transcribe.agent``).
 
 One Faust agent consumes ``calls.audio`` and ``calls.events`` together (same key, same partition count, so a
-call's audio and events reach the same process), in micro-batches that go once nothing more is queued
-(``workers.greedy_take``), from a fetcher kept fetching while the queue is under pressure
-(``workers.fetch_flow``). The pure core runs in one executor thread so the event loop stays free for Kafka and
-Redis; a lock serialises batches, timers and rebalances, so per-call state needs no other locking. Messages are
+call's audio and events reach the same process). Faust's fetcher hands their messages straight to a buffer
+(``workers.raw_input``, not through Faust's per-event stream), from which the agent takes micro-batches as soon
+as it is free: whatever gathered meanwhile. The pure core runs in one executor thread so the event loop stays
+free for Kafka and Redis; a lock serialises batches, timers and rebalances, so per-call state needs no other locking. Messages are
 acknowledged only after their effects are written. A batch's writes (Kafka outputs, then Redis, then the
 acknowledgements) run while the core works on the next batch: at most one batch's writes are in flight, batches
 are written in order, and anything that needs them done first (a Redis read of call state, the timer, a
@@ -25,9 +25,9 @@ import faust
 from stream import topics
 from stream.settings import Settings
 
-from . import fast_dispatch, fetch_flow
+from . import fast_dispatch
 from .batch import BatchResult, Record
-from .greedy_take import greedy_take
+from .raw_input import RawInput
 from .health import Liveness
 from .metrics import WorkerMetrics
 
@@ -63,44 +63,42 @@ class BatchAgent:
         metrics.core_run_seconds.set_function(liveness.core_run_seconds)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self.lock = asyncio.Lock()
-        self.stream = None
         self.emitting: asyncio.Task | None = None   # the last batch's writes, while the core works on the next
         self.revoked_generation = -1   # the consumer generation whose partitions were last revoked
         self.read_offsets: dict[tuple[str, int], int] = {}   # (topic, partition) -> offset of the last record the core read
+        # buffered at most as many messages as Faust's stream queue held before (stream_buffer_maxsize)
+        self.input = RawInput(set(INPUT_TOPICS), settings.batch_max_messages,
+                              max(settings.batch_max_messages, app.conf.stream_buffer_maxsize))
+        self.input.install(app.topics)   # app.topics is Faust's conductor
         app.agent(input_topic, name=agent_name)(self.consume)
         app.timer(TIMER_INTERVAL_S)(self.tick)
         app.timer(HEARTBEAT_INTERVAL_S)(self.heartbeat)
         app.on_partitions_revoked.connect(self.on_revoked)
 
     async def consume(self, stream: faust.StreamT) -> None:
-        self.stream = stream
-        fast_dispatch.install(self.app.consumer)
-        fetch_flow.install(self.app.consumer)
+        """The agent: Faust runs it over the input topics' stream, which stays empty (``workers.raw_input``);
+        ``stream`` only says when to stop."""
+        consumer = self.app.consumer
+        fast_dispatch.install(consumer)
         try:
-            async for events in self._batches(stream):
+            async for batch in self.input.batches(lambda: stream.should_stop, self.s.batch_within_s):
                 async with self.lock:
-                    events = self._current(events)
-                    if not events:
+                    messages = self._current(batch)
+                    if not messages:
                         continue
-                    records = [Record(e.message.topic, e.message.key, e.message.value, e, e.message.partition,
-                                      timestamp=e.message.timestamp) for e in events]
+                    for m in messages:   # pending until acknowledged, as Faust's stream would have marked them
+                        consumer.track_message(m)
+                    records = [Record(m.topic, m.key, m.value, m, m.partition, timestamp=m.timestamp) for m in messages]
                     await self._restore_unknown(records)
                     result = await self._core(self.core.process, records)
                     await self._settle()
                     self.emitting = asyncio.ensure_future(self._emit(result))
-                    for e in events:
-                        key = (e.message.topic, e.message.partition)
-                        self.read_offsets[key] = max(e.message.offset, self.read_offsets.get(key, -1))
-                _forget_payloads(events, result.acks)
+                    for m in messages:
+                        key = (m.topic, m.partition)
+                        self.read_offsets[key] = max(m.offset, self.read_offsets.get(key, -1))
+                _forget_payloads(messages, result.acks)
         finally:   # a stopping agent still writes and acknowledges what it processed
             await asyncio.shield(self._settle())
-
-    def _batches(self, stream: faust.StreamT):
-        """Greedy batches (``workers.greedy_take``: whatever is queued once the core is free) or, with
-        ``batch_greedy`` off, Faust's timed ones (every ``batch_within_s``)."""
-        if self.s.batch_greedy:
-            return greedy_take(stream, self.s.batch_max_messages, self.s.batch_within_s)
-        return stream.noack_take(self.s.batch_max_messages, within=self.s.batch_within_s)
 
     async def _settle(self) -> None:
         """Wait until the batch in flight is written and acknowledged (its error, if any, is raised here)."""
@@ -108,8 +106,8 @@ class BatchAgent:
         if emitting is not None:
             await emitting
 
-    def _current(self, events: list) -> list:
-        """Drop events fetched before the last rebalance. The batcher may hold a batch across a revocation; its
+    def _current(self, messages: list) -> list:
+        """Drop messages fetched before the last rebalance. The batcher may hold a batch across a revocation; its
         calls were just released, and the new assignment re-reads these messages from the committed offsets.
         Processing them first would restore a call from Redis and then see its audio jump ahead of the anchor
         (seen once after a broker restart: the call came out identical but for 1 s of audio counted as a gap)."""
@@ -117,9 +115,9 @@ class BatchAgent:
         if current == self.revoked_generation:   # revoked, not yet assigned again: everything in hand is stale
             fresh = []
         else:   # as faust's own per-event check: only messages fetched in the current generation
-            fresh = [e for e in events if e.message.generation_id is None or e.message.generation_id == current]
-        if len(fresh) < len(events):
-            log.info("rebalance: skipped %d messages fetched before it (they are read again)", len(events) - len(fresh))
+            fresh = [m for m in messages if m.generation_id is None or m.generation_id == current]
+        if len(fresh) < len(messages):
+            log.info("rebalance: skipped %d messages fetched before it (they are read again)", len(messages) - len(fresh))
         return fresh
 
     async def _core(self, fn, *args):
@@ -140,9 +138,9 @@ class BatchAgent:
     async def _emit(self, result: BatchResult) -> None:
         await self.kafka_sink.write(result)
         await self.redis_sink.write(result)
-        if self.stream is not None:
-            for event in result.acks:
-                await self.stream.ack(event)
+        ack = self.app.consumer.ack
+        for message in result.acks:
+            ack(message)
 
     async def tick(self) -> None:
         """Timeouts once a second, then the lag."""
@@ -194,17 +192,17 @@ class BatchAgent:
             async with self.lock:
                 await self._settle()   # acknowledge what was processed before the partitions' offsets are committed
                 self.revoked_generation = self.app.consumer_generation_id
+                self.input.clear()
                 for key in [k for k in self.read_offsets if k[1] in parts]:
                     del self.read_offsets[key]
                 n = self.core.drop_partitions(parts)
             log.info("rebalance: released %d calls of partitions %s", n, sorted(parts))
 
 
-def _forget_payloads(events, acked) -> None:
+def _forget_payloads(messages, acked) -> None:
     """Held messages are kept only to be acknowledged later; their decoded audio already lives in the leg
     buffers, so drop the raw bytes now (about 40 kB per live call at 500 ms chunks)."""
     done = {id(e) for e in acked}
-    for event in events:
-        if id(event) not in done:
-            event.message.value = None
-            event.value = None
+    for message in messages:
+        if id(message) not in done:
+            message.value = None
