@@ -3,9 +3,9 @@
 Faust (faust-streaming 0.15.3) delivers each fetched message through its conductor's handler: flow-control and
 producer-buffer waits, a decoded ``Event``, a put on the stream's queue; then the stream's iterator takes it off
 again, runs the processors and yields it, and ``Stream.ack`` acknowledges it. Measured with the worker's core
-replaced by one that only acknowledges (a drain of 200 calls x 30 s): 54-83 us of CPU per message, against
-11-13 us for aiokafka's own consumer reading the same backlog. The worker uses none of what that path adds: it
-reads the raw key and value, it batches, and it acknowledges after its writes.
+replaced by one that only acknowledges (``scripts/bench_intake.py``, 200 calls x 30 s): 49-83 us of CPU per
+message, against 9-13 us for aiokafka's own consumer reading the same backlog; this way 22-34 us. The worker uses
+none of what that path adds: it reads the raw key and value, it batches, and it acknowledges after its writes.
 
 ``RawInput.install`` gives the conductor, for the input topics' partitions only, a handler that appends the
 message to a bounded buffer; ``batches`` hands the buffer out whenever the caller is ready (greedy: a busy core
