@@ -1,14 +1,14 @@
-"""A cheaper hand-over of each fetched Kafka message from Faust's fetcher to the agent's stream.
+"""A cheaper hand-over of each fetched Kafka message from Faust's fetcher to the agent.
 
 Faust's fetcher (``faust.transport.consumer.Consumer._drain_messages``, faust-streaming 0.15.3) hands every record
 over with ``await self.wait_first(callback(message), self.suspend_flow.wait())``: for each message, four tasks
 (the callback, the flow-suspension wait and mode's stopped and crashed waits), an ``asyncio.wait`` and three
-cancellations, about 50 us of CPU, while the callback itself (put the event on the stream's queue) almost always
-finishes without waiting. ``install`` gives the consumer a ``wait_first`` that first runs the callback directly;
-only a callback that has to wait (the stream's buffer is full) goes on through mode's own ``wait_first``, so the
-callback can still be abandoned when the flow is suspended for a rebalance, exactly as before. A callback that
-finishes at once was delivered in the old path too (its task ran first and the result was the same), and the
-fetcher ignores what ``wait_first`` returns, so what the stream receives does not change.
+cancellations, about 50 us of CPU, while the callback itself (append the message to the agent's buffer,
+``workers.raw_input``) almost always finishes without waiting. ``install`` gives the consumer a ``wait_first`` that
+first runs the callback directly; only a callback that has to wait (the buffer is full) goes on through mode's own
+``wait_first``, so the callback can still be abandoned when the flow is suspended for a rebalance, exactly as
+before. A callback that finishes at once was delivered in the old path too (its task ran first and the result was
+the same), and the fetcher ignores what ``wait_first`` returns, so what the agent receives does not change.
 """
 
 from __future__ import annotations
