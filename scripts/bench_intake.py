@@ -26,13 +26,14 @@ CHUNKS_PER_CALL = 2 * 60   # two legs x 30 s of 500 ms chunks
 
 def _reader_worker(n: int) -> None:
     import workers.pipeline as pipeline
+    from stream import topics
     from workers.batch import BatchResult
     state: dict = {"n": 0, "t0": None}
 
     def process(self, records):
         if records and state["t0"] is None:
             state["t0"], state["c0"] = time.monotonic(), time.process_time()
-        state["n"] += sum(1 for r in records if r.topic == "calls.audio")
+        state["n"] += sum(1 for r in records if r.topic == topics.AUDIO)
         if state["n"] >= n:
             _report("worker", state["n"], time.monotonic() - state["t0"], time.process_time() - state["c0"])
             os._exit(0)
@@ -45,7 +46,8 @@ def _reader_worker(n: int) -> None:
 
 async def _reader_aiokafka(bootstrap: str, n: int) -> None:
     from aiokafka import AIOKafkaConsumer
-    consumer = AIOKafkaConsumer("calls.audio", "calls.events", bootstrap_servers=bootstrap, group_id="bench-intake",
+    from stream import topics
+    consumer = AIOKafkaConsumer(topics.AUDIO, topics.EVENTS, bootstrap_servers=bootstrap, group_id="bench-intake",
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=256 * 1024)   # the worker's consumer_max_fetch_size
     await consumer.start()
@@ -55,7 +57,7 @@ async def _reader_aiokafka(bootstrap: str, n: int) -> None:
         for messages in batch.values():
             if t0 is None and messages:
                 t0, c0 = time.monotonic(), time.process_time()
-            got += sum(1 for m in messages if m.topic == "calls.audio")
+            got += sum(1 for m in messages if m.topic == topics.AUDIO)
         if batch:
             await consumer.commit()
     _report("aiokafka", got, time.monotonic() - t0, time.process_time() - c0)
@@ -90,13 +92,17 @@ def main() -> None:
         produce_backlog(stack, args.calls, 30, 500, "intake")
         for proc in stack.procs:
             pin(proc.pid, other_cores({0}))
-        env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "CALLPULSE_REDIS_URL": stack.redis_url,
-               "PYTHONPATH": os.getcwd()}
-        cmd = [sys.executable, __file__, args.arm, "--calls", str(args.calls), "--reader", "--bootstrap", stack.bootstrap_servers]
-        out = subprocess.run(cmd, env=env, preexec_fn=lambda: os.sched_setaffinity(0, {0}), capture_output=True, text=True,
-                             timeout=600)
+        env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+               "CALLPULSE_REDIS_URL": stack.redis_url, "PYTHONPATH": os.getcwd()}
+        cmd = [sys.executable, __file__, args.arm, "--calls", str(args.calls), "--reader",
+               "--bootstrap", stack.bootstrap_servers]
+        out = subprocess.run(cmd, env=env, preexec_fn=lambda: os.sched_setaffinity(0, {0}), capture_output=True,
+                             text=True, timeout=600)
         lines = [line for line in out.stderr.splitlines() if "INTAKE" in line]
-        print(lines[-1][lines[-1].index("INTAKE"):] if lines else f"no result (exit {out.returncode}):\n{out.stderr[-2000:]}")
+        if lines:
+            print(lines[-1][lines[-1].index("INTAKE"):])
+        else:
+            print(f"no result (exit {out.returncode}):\n{out.stderr[-2000:]}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ One Faust agent consumes ``calls.audio`` and ``calls.events`` together (same key
 call's audio and events reach the same process). Faust's fetcher hands their messages straight to a buffer
 (``workers.raw_input``, not through Faust's per-event stream), from which the agent takes micro-batches as soon
 as it is free: whatever gathered meanwhile. The pure core runs in one executor thread so the event loop stays
-free for Kafka and Redis; a lock serialises batches, timers and rebalances, so per-call state needs no other locking. Messages are
-acknowledged only after their effects are written. A batch's writes (Kafka outputs, then Redis, then the
+free for Kafka and Redis; a lock serialises batches, timers and rebalances, so per-call state needs no other
+locking. Messages are acknowledged only after their effects are written. A batch's writes (Kafka outputs, then
+Redis, then the
 acknowledgements) run while the core works on the next batch: at most one batch's writes are in flight, batches
 are written in order, and anything that needs them done first (a Redis read of call state, the timer, a
 rebalance) waits for them (``_settle``). Each tier brings its core (``BatchCore``) and its two sinks; this class
@@ -117,7 +118,8 @@ class BatchAgent:
         else:   # as faust's own per-event check: only messages fetched in the current generation
             fresh = [m for m in messages if m.generation_id is None or m.generation_id == current]
         if len(fresh) < len(messages):
-            log.info("rebalance: skipped %d messages fetched before it (they are read again)", len(messages) - len(fresh))
+            log.info("rebalance: skipped %d messages fetched before it (they are read again)",
+                     len(messages) - len(fresh))
         return fresh
 
     async def _core(self, fn, *args):
