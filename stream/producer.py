@@ -19,6 +19,14 @@ ENCODERS = {"mulaw": encode_mulaw, "alaw": encode_alaw, "pcm_s16le": encode_pcm1
 
 
 CONNECT_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
+
+
+def native_crc32c() -> bool:
+    """Whether kafka-python checksums record batches in C (the ``crc32c`` package). Without it every batch's
+    CRC-32C runs in pure Python, about 0.5 ms per 4 kB audio chunk: a producer core's worth at 2000 chunks/s."""
+    from kafka.record import util
+    return getattr(util, "crc32c_c", None) is not None
 
 
 @contextmanager
@@ -44,6 +52,9 @@ class CallProducer:
 
     def __init__(self, bootstrap_servers: str, linger_ms: int = 5, connect_timeout_s: float = CONNECT_TIMEOUT_S, **kafka_options) -> None:
         from kafka.errors import KafkaError
+        if not native_crc32c():
+            log.warning("kafka-python has no compiled CRC-32C (pip install crc32c): each audio chunk costs about "
+                        "0.5 ms of producer CPU")
         try:
             with quiet_kafka_client():
                 self.producer = KafkaProducer(
