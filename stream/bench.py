@@ -60,6 +60,7 @@ class RunResult:
     rss_bytes_per_call: float
     scored_window_share: float
     send_lag_max_s: float
+    harness_core_utilisation: float = 0.0   # producer + broker + Redis CPU over the cores they share, per wall second
 
 
 @dataclass
@@ -119,7 +120,8 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
         for i, cid in enumerate(ids):
             producer.start_call(cid.decode(), ts=t0, queue=f"q{i % 4}", campaign=f"c{i % 2}", agent_id=f"a{i % 50}")
         producer.flush()
-        cpu0, wall0 = cpu_seconds(worker.pid), time.time()
+        harness = [os.getpid(), *(p.pid for p in stack.procs)]
+        cpu0, wall0, harness_cpu0 = cpu_seconds(worker.pid), time.time(), sum(map(cpu_seconds, harness))
         rss_peak, send_lag, messages = rss_idle, 0.0, 0
         offsets, schedule = realtime_schedule(n_calls, n_chunks, chunk_ms, STEP_HOP_S, t0)
         for sent, (due, seq, i) in enumerate(schedule):
@@ -146,6 +148,7 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
             time.sleep(0.25)
         wall = time.time() - wall0
         cpu = cpu_seconds(worker.pid) - cpu0
+        harness_busy = (sum(map(cpu_seconds, harness)) - harness_cpu0) / wall / len(other_cores({WORKER_CORE}))
         rss_peak = max(rss_peak, rss_bytes(worker.pid))
         a_hist, _ = histogram(text, "callpulse_end_to_end_latency_seconds")
         p50, p99 = quantile(b_hist, 0.5, a_hist), quantile(b_hist, 0.99, a_hist)
@@ -155,9 +158,9 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
         r = RunResult(n_calls, seconds, chunk_ms, messages, expected, int(written), sustained,
                       None if p50 is None else round(p50 * 1000, 1), None if p99 is None else round(p99 * 1000, 1),
                       round(cpu / wall, 3), rss_idle, rss_peak, round((rss_peak - rss_idle) / max(n_calls, 1), 1),
-                      round(scored / every, 3) if every else 0.0, round(send_lag, 3))
+                      round(scored / every, 3) if every else 0.0, round(send_lag, 3), round(harness_busy, 3))
         log(f"  real time, {n_calls:5d} calls: steps {int(written)}/{expected}  p50 {r.p50_latency_ms} ms  p99 {r.p99_latency_ms} ms  "
-            f"worker cpu {r.worker_cpu_utilisation:.0%}  rss/call {r.rss_bytes_per_call / 1000:.1f} kB  "
+            f"worker cpu {r.worker_cpu_utilisation:.0%}  harness cores {harness_busy:.0%}  rss/call {r.rss_bytes_per_call / 1000:.1f} kB  "
             f"{'sustained' if sustained else 'NOT sustained'}")
         return r
     finally:
@@ -181,8 +184,7 @@ def inference_bound(seconds: float = 5.0, batch: int = 64) -> tuple[float, float
         while time.perf_counter() - t0 < seconds:
             models.predict(windows)
             n += batch
-        batched = (time.perf_counter() - t0) / n
-        batched_cpu = (time.process_time() - c0) / n
+        batched, batched_cpu = (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
         single_n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 2:
             models.predict(windows[:1])
@@ -229,11 +231,6 @@ def _capacity(args, result: BenchResult) -> None:
     if profile is not None and profile.exists():
         from .bench_profile import print_top
         print_top(profile)
-
-
-def _latency(args, result: BenchResult, calls: int) -> None:
-    with LocalStack() as stack:   # a fresh broker and Redis: nothing from an earlier run may leak in
-        result.runs.append(run_load(stack, calls, args.seconds, args.chunk_ms, "rt"))
 
 
 def _saturate(args, result: BenchResult) -> None:
@@ -285,7 +282,8 @@ def run_bench(args) -> int:
         _capacity(args, result)
         calls = args.calls or max(int((result.capacity_calls_per_core or 0) // 2), 1)
         print(f"latency at real time, {calls} calls" + ("" if args.calls else " (half the capacity)") + ":")
-        _latency(args, result, calls)
+        with LocalStack() as stack:   # a fresh broker and Redis: nothing from an earlier run may leak in
+            result.runs.append(run_load(stack, calls, args.seconds, args.chunk_ms, "rt"))
         result.realtime_calls_per_core = calls if result.runs[-1].sustained else 0
     last = result.runs[-1]
     result.p50_latency_ms, result.p99_latency_ms = last.p50_latency_ms, last.p99_latency_ms

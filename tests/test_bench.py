@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from stream.bench import BenchResult, RunResult
 from stream.bench_capacity import DrainResult, capacity_at_own_load, memory_slope
 from stream.bench_profile import top_functions
 from stream.bench_support import realtime_schedule
+from stream.bench_table import print_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +41,18 @@ def test_a_tiny_bench_drains_every_step_and_writes_every_figure(tmp_path):
                 "rss_bytes_per_call", "inference_bound_calls_per_core", "p50_latency_ms", "p99_latency_ms"):
         assert r[key] is not None, key
     assert r["runs"][-1]["calls"] == 2 and r["runs"][-1]["written_steps"] == r["runs"][-1]["expected_steps"] == 2 * 2 * 3
+    assert 0 < r["runs"][-1]["harness_core_utilisation"] <= 1.05   # producer, broker and Redis did work, on their cores
     assert r["model_ms_per_scored_window"] > 0 and 0 < r["scored_window_share"] < 1 and "capacity_calls_at_own_load" in r
     assert "self %" in run.stdout and "Session.run" in run.stdout   # the profile saw the models run
+
+
+@pytest.mark.parametrize("busy, noted", [(0.95, True), (0.3, False)])
+def test_the_table_says_when_the_real_time_run_measured_a_busy_harness(capsys, busy, noted):
+    run = RunResult(100, 10.0, 500, 4000, 2000, 2000, True, 40.0, 120.0, 0.4, 1, 2, 10.0, 0.5, 0.01, busy)
+    print_table(BenchResult(runs=[run], p50_latency_ms=40.0, p99_latency_ms=120.0), run)
+    out = capsys.readouterr().out
+    assert f"harness cores {busy:.0%} busy" in out
+    assert ("latency then measures the harness" in out) == noted
 
 
 def test_memory_slope_is_the_least_squares_slope_of_rss_after_complete_drains():
