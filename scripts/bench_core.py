@@ -67,6 +67,7 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--chunk-ms", type=int, default=500)
+    p.add_argument("--batch", type=int, default=BATCH, help="messages per batch (a worker at real time gets small ones)")
     p.add_argument("--no-models", action="store_true")
     p.add_argument("--profile", action="store_true", help="cProfile the run and print the top functions")
     args = p.parse_args()
@@ -86,14 +87,14 @@ def main() -> int:
     c0 = time.process_time()
     if prof:
         prof.enable()
-    for i in range(0, len(recs), BATCH):
-        pipe.process(recs[i:i + BATCH])
+    for i in range(0, len(recs), args.batch):
+        pipe.process(recs[i:i + args.batch])
     if prof:
         prof.disable()
     cpu = time.process_time() - c0
     audio = len(recs) - args.calls
     print(f"{os.getcwd()}: {1000 * cpu / audio:.4f} CPU ms per message ({audio} audio messages, {cpu:.2f} s, "
-          f"{'no models' if args.no_models else 'models'}{', profiled' if prof else ''})")
+          f"batches of {args.batch}, {'no models' if args.no_models else 'models'}{', profiled' if prof else ''})")
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     return 0
