@@ -94,8 +94,8 @@ class BenchResult:
 
 def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag: str, log=print) -> RunResult:
     """N calls at real-time pace (call starts spread over a hop) into a running worker; latency from its histogram."""
-    for p in stack.procs:
-        pin(p.pid, other_cores({WORKER_CORE}))
+    for pid in stack.server_pids():
+        pin(pid, other_cores({WORKER_CORE}))
     worker = WorkerUnderTest(stack, core=WORKER_CORE)
     producer = None
     try:
@@ -120,7 +120,7 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
         for i, cid in enumerate(ids):
             producer.start_call(cid.decode(), ts=t0, queue=f"q{i % 4}", campaign=f"c{i % 2}", agent_id=f"a{i % 50}")
         producer.flush()
-        harness = [os.getpid(), *(p.pid for p in stack.procs)]
+        harness = [os.getpid(), *stack.server_pids()]
         cpu0, wall0, harness_cpu0 = cpu_seconds(worker.pid), time.time(), sum(map(cpu_seconds, harness))
         rss_peak, send_lag, messages = rss_idle, 0.0, 0
         offsets, schedule = realtime_schedule(n_calls, n_chunks, chunk_ms, STEP_HOP_S, t0)
@@ -235,7 +235,7 @@ def _capacity(args, result: BenchResult) -> None:
 
 def _saturate(args, result: BenchResult) -> None:
     def measure(n: int, tag: str) -> RunResult:
-        with LocalStack() as stack:
+        with LocalStack(broker=args.broker) as stack:
             return run_load(stack, n, args.seconds, args.chunk_ms, tag)
 
     lo, hi, n = 0, None, max(args.calls or 0, 50)
@@ -282,7 +282,7 @@ def run_bench(args) -> int:
         _capacity(args, result)
         calls = args.calls or max(int((result.capacity_calls_per_core or 0) // 2), 1)
         print(f"latency at real time, {calls} calls" + ("" if args.calls else " (half the capacity)") + ":")
-        with LocalStack() as stack:   # a fresh broker and Redis: nothing from an earlier run may leak in
+        with LocalStack(broker=args.broker) as stack:   # a fresh broker and Redis: nothing earlier may leak in
             result.runs.append(run_load(stack, calls, args.seconds, args.chunk_ms, "rt"))
         result.realtime_calls_per_core = calls if result.runs[-1].sustained else 0
     last = result.runs[-1]

@@ -113,8 +113,8 @@ def drain(calls: int, seconds: float, chunk_ms: int, workers: int = 1, tag: str 
     with LocalStack() as stack:
         messages, expected = produce_backlog(stack, calls, seconds, chunk_ms, tag)
         cores = set(range(workers))
-        for p in stack.procs:      # broker and Redis stay off the workers' cores where the machine has more
-            pin(p.pid, other_cores(cores))
+        for pid in stack.server_pids():   # broker and Redis stay off the workers' cores where the machine has more
+            pin(pid, other_cores(cores))
         env = {"CALLPULSE_START_GRACE_S": str(BACKLOG_START_GRACE_S)}
         if workers > 1:
             env["CALLPULSE_BROKER_SESSION_TIMEOUT_S"] = str(SCALEOUT_SESSION_TIMEOUT_S)

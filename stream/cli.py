@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backlog-seconds", type=float, default=30.0, help="audio seconds per call in the backlog")
     b.add_argument("--calls", type=int, default=0, help="calls of the real-time latency run (default: half the capacity)")
     b.add_argument("--seconds", type=float, default=20.0, help="audio seconds per call of the real-time run")
+    b.add_argument("--broker", choices=["tansu", "apache_kafka"], default="tansu",
+                   help="the real-time run's broker (apache_kafka: the jars of scripts/fetch_kafka.sh)")
     b.add_argument("--chunk-ms", type=int, default=500)
     b.add_argument("--no-scaleout", action="store_true", help="skip the two-worker drain")
     b.add_argument("--profile", action="store_true", help="sample the draining worker with py-spy and print its top functions")

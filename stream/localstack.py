@@ -108,6 +108,11 @@ class LocalStack:
             return self.kafka.bootstrap_servers
         return f"{LOOPBACK}:{self.kafka_port}"
 
+    def server_pids(self) -> list[int]:
+        """The processes serving this stack: the broker's (tansu, or every Apache Kafka node) and Redis's."""
+        kafka = [n.proc.pid for n in self.kafka.nodes if n.proc is not None] if self.kafka is not None else []
+        return kafka + [p.pid for p in self.procs]
+
     @property
     def redis_url(self) -> str:
         return f"redis://{LOOPBACK}:{self.redis_port}/0"

@@ -1,8 +1,9 @@
 """One real-time run (``stream.bench.run_load``) with what stop 31 looked at around it:
 
-  python reports/bench/realtime_probe.py CALLS SECONDS [python-crc]
+  python reports/bench/realtime_probe.py CALLS SECONDS [python-crc] [apache_kafka]
 
-- the broker's, Redis's and this harness's CPU every 2 s (the harness shares their cores, off the worker's);
+- the broker's (tansu, or Apache Kafka with ``apache_kafka``), Redis's and this harness's CPU every 2 s (the
+  harness shares their cores, off the worker's);
 - the worker's batch, model-run and Redis-write counters, read just before it stops;
 - ``python-crc``: kafka-python's record batches checksummed by its pure-Python CRC-32C, as before stop 31.
 Run it from the checkout to measure, with a Python that has callpulse's dependencies, on an idle machine.
@@ -20,7 +21,7 @@ from stream.localstack import LocalStack  # noqa: E402
 COUNTERS = tuple(f"callpulse_{name}_{part}" for name in ("batch_processing_seconds", "inference_batch_windows", "redis_write_seconds")
                  for part in ("count", "sum"))
 calls, seconds = int(sys.argv[1]), float(sys.argv[2])
-if sys.argv[3:] == ["python-crc"]:
+if "python-crc" in sys.argv[3:]:
     import kafka.record.default_records as records
     from kafka.record._crc32c import crc as python_crc32c
     records.calc_crc32c = python_crc32c
@@ -36,8 +37,9 @@ def stop_after_reading_counters(self):
 
 WorkerUnderTest.stop = stop_after_reading_counters
 pin(os.getpid(), other_cores({WORKER_CORE}))
-with LocalStack() as stack:
-    pids = {"broker": stack.procs[0].pid, "redis": stack.procs[1].pid, "harness": os.getpid()}
+with LocalStack(broker="apache_kafka" if "apache_kafka" in sys.argv[3:] else "tansu") as stack:
+    *brokers, redis = stack.server_pids()
+    pids = {"broker": brokers[0], "redis": redis, "harness": os.getpid()}
     done = threading.Event()
 
     def sample() -> None:
