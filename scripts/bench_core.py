@@ -47,6 +47,13 @@ class FixedScores:
         return np.full((len(windows), self.n), 1 / self.n, np.float32), np.zeros(len(windows), np.float32)
 
 
+def core_pipeline(settings: Settings, models: Models, fixed_scores: bool) -> Pipeline:
+    """The worker's pure core with its default rules, scoring windows with ``models`` or with ``FixedScores``."""
+    labels = models.emotion.labels
+    runner = FixedScores(len(labels)) if fixed_scores else models
+    return Pipeline(settings, runner, labels, WorkerMetrics(CollectorRegistry()), _load_rules(settings))
+
+
 def backlog(calls: int, seconds: float, chunk_ms: int) -> list[Record]:
     audio = encoded_calls(seconds, chunk_ms)
     chunk = SR * chunk_ms // 1000
@@ -71,10 +78,8 @@ def main() -> int:
     p.add_argument("--no-models", action="store_true")
     p.add_argument("--profile", action="store_true", help="cProfile the run and print the top functions")
     args = p.parse_args()
-    models = Models(None, threads=1)
     settings = Settings()
-    runner = FixedScores(len(models.emotion.labels)) if args.no_models else models
-    pipe = Pipeline(settings, runner, models.emotion.labels, WorkerMetrics(CollectorRegistry()), _load_rules(settings))
+    pipe = core_pipeline(settings, Models(None, threads=1), args.no_models)
     try:   # as the worker after its start-up (trees before stop 28 have no gc_tuning)
         from workers.gc_tuning import tune_gc
         tune_gc(settings.gc_gen0_threshold)

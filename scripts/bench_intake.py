@@ -90,8 +90,8 @@ def main() -> None:
     from stream.localstack import LocalStack
     with LocalStack() as stack:
         produce_backlog(stack, args.calls, 30, 500, "intake")
-        for proc in stack.procs:
-            pin(proc.pid, other_cores({0}))
+        for pid in stack.server_pids():
+            pin(pid, other_cores({0}))
         env = {**os.environ, "CALLPULSE_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
                "CALLPULSE_REDIS_URL": stack.redis_url, "PYTHONPATH": os.getcwd()}
         cmd = [sys.executable, __file__, args.arm, "--calls", str(args.calls), "--reader",

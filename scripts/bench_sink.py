@@ -24,13 +24,11 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, os.getcwd())   # measure the tree this is run from
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_core import FixedScores, backlog  # noqa: E402
+from bench_core import BATCH, backlog, core_pipeline  # noqa: E402
 from stream.localstack import LocalStack  # noqa: E402
 from stream.settings import Settings  # noqa: E402
-from workers.agent import _load_rules  # noqa: E402
 from workers.inference import Models  # noqa: E402
 from workers.metrics import WorkerMetrics  # noqa: E402
-from workers.pipeline import Pipeline  # noqa: E402
 from workers.redis_pack import one_pass_packing  # noqa: E402
 from workers.sinks import RedisSink  # noqa: E402
 
@@ -51,11 +49,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--batch", type=int, default=BATCH)
     args = p.parse_args()
     settings = Settings()
-    labels = Models(None, threads=1).emotion.labels
-    core = Pipeline(settings, FixedScores(len(labels)), labels, WorkerMetrics(CollectorRegistry()), _load_rules(settings))
+    core = core_pipeline(settings, Models(None, threads=1), fixed_scores=True)
     recs = backlog(args.calls, args.seconds, 500)
     results = [core.process(recs[i:i + args.batch]) for i in range(0, len(recs), args.batch)]
     written = sum(len(r.call_fields) for r in results)

@@ -94,7 +94,8 @@ class BenchResult:
 
 def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag: str, log=print) -> RunResult:
     """N calls at real-time pace (call starts spread over a hop) into a running worker; latency from its histogram."""
-    for pid in stack.server_pids():
+    servers = stack.server_pids()
+    for pid in servers:
         pin(pid, other_cores({WORKER_CORE}))
     worker = WorkerUnderTest(stack, core=WORKER_CORE)
     producer = None
@@ -120,7 +121,7 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
         for i, cid in enumerate(ids):
             producer.start_call(cid.decode(), ts=t0, queue=f"q{i % 4}", campaign=f"c{i % 2}", agent_id=f"a{i % 50}")
         producer.flush()
-        harness = [os.getpid(), *stack.server_pids()]
+        harness = [os.getpid(), *servers]
         cpu0, wall0, harness_cpu0 = cpu_seconds(worker.pid), time.time(), sum(map(cpu_seconds, harness))
         rss_peak, send_lag, messages = rss_idle, 0.0, 0
         offsets, schedule = realtime_schedule(n_calls, n_chunks, chunk_ms, STEP_HOP_S, t0)

@@ -6,12 +6,12 @@ call's audio and events reach the same process). Faust's fetcher hands their mes
 as it is free: whatever gathered meanwhile. The pure core runs in one executor thread so the event loop stays
 free for Kafka and Redis; a lock serialises batches, timers and rebalances, so per-call state needs no other
 locking. Messages are acknowledged only after their effects are written. A batch's writes (Kafka outputs, then
-Redis, then the
-acknowledgements) run while the core works on the next batch: at most one batch's writes are in flight, batches
-are written in order, and anything that needs them done first (a Redis read of call state, the timer, a
-rebalance) waits for them (``_settle``). Each tier brings its core (``BatchCore``) and its two sinks; this class
-owns what Kafka demands of both: records with their producer timestamps, rebalances, what the core has read, the
-lag, and the caught-up marks that tell the core's wall-clock waits when they may apply (``workers.backlog``).
+Redis, then the acknowledgements) run while the core works on the next batch: at most one batch's writes are in
+flight, batches are written in order, and anything that needs them done first (a Redis read of call state, the
+timer, a rebalance) waits for them (``_settle``). Each tier brings its core (``BatchCore``) and its two sinks;
+this class owns what Kafka demands of both: records with their producer timestamps, rebalances, what the core has
+read, the lag, and the caught-up marks that tell the core's wall-clock waits when they may apply
+(``workers.backlog``).
 """
 
 from __future__ import annotations
