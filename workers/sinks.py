@@ -14,6 +14,7 @@ from stream.settings import Settings
 
 from .metrics import WorkerMetrics
 from .batch import BatchResult, DeadLetter
+from .key_ttl import KeyTtl
 
 log = logging.getLogger(__name__)
 SUMMARY_INDEX_KEEP_S = 2 * 86_400   # the KPI job reads up to "today"; keep a margin
@@ -27,13 +28,15 @@ MAX_DLQ_HEADER_BYTES = 1_000
 class RedisSink:
     """All Redis effects of one batch in one pipelined round trip (MULTI/EXEC, so a reader never sees half a batch).
 
-    Idempotent: hashes are overwritten with the full current state, so writing a batch twice changes nothing."""
+    Idempotent: hashes are overwritten with the full current state, so writing a batch twice changes nothing.
+    A live call's keys get their EXPIRE when it is due (`KeyTtl`), not with every write."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings, metrics: WorkerMetrics) -> None:
         self.r = client
         self.s = settings
         self.keys = Keys(settings.redis_prefix)
         self.m = metrics
+        self.live_ttl = KeyTtl(settings.active_ttl_s)
 
     async def load_calls(self, call_ids: list[str]) -> dict[str, dict[str, str]]:
         def build():
@@ -48,25 +51,36 @@ class RedisSink:
         if not (result.call_fields or result.timeline or result.alerts or result.summaries or result.ended):
             return
         t0 = time.perf_counter()
-        await self._retry(lambda: self._batch_pipeline(result))
+        clock = time.monotonic()
+        ended = set(result.ended)
+        k = self.keys
+        timelines = {cid for cid, _ in result.timeline}
+        # the live keys whose TTL is due in this write; ended calls' keys always get the ended TTL
+        expire_live = [key for key in [k.call(c) for c in result.call_fields if c not in ended]
+                       + [k.timeline(c) for c in timelines if c not in ended] if self.live_ttl.due(key, clock)]
+        await self._retry(lambda: self._batch_pipeline(result, ended, timelines, expire_live))
+        self.live_ttl.mark_set(expire_live, clock)
+        self.live_ttl.forget([k.call(c) for c in ended] + [k.timeline(c) for c in ended])
         self.m.redis_write_seconds.observe(time.perf_counter() - t0)
         now = time.time()
         for ts in result.step_capture_ts:
             self.m.e2e_latency.observe(max(now - ts, 0.0))
 
-    def _batch_pipeline(self, result: BatchResult) -> aioredis.client.Pipeline:
+    def _batch_pipeline(self, result: BatchResult, ended: set[str], timelines: set[str],
+                        expire_live: list[str]) -> aioredis.client.Pipeline:
         k = self.keys
         pipe = self.r.pipeline(transaction=True)
-        ended = set(result.ended)
         for cid, fields in result.call_fields.items():
             pipe.hset(k.call(cid), mapping=fields)
-            pipe.expire(k.call(cid), self.s.ended_ttl_s if cid in ended else self.s.active_ttl_s)
-        touched_timelines = set()
         for cid, entry in result.timeline:
             pipe.xadd(k.timeline(cid), entry, maxlen=self.s.timeline_maxlen, approximate=True)
-            touched_timelines.add(cid)
-        for cid in touched_timelines:
-            pipe.expire(k.timeline(cid), self.s.ended_ttl_s if cid in ended else self.s.active_ttl_s)
+        for key in expire_live:
+            pipe.expire(key, self.s.active_ttl_s)
+        for cid in ended:
+            if cid in result.call_fields:
+                pipe.expire(k.call(cid), self.s.ended_ttl_s)
+            if cid in timelines:
+                pipe.expire(k.timeline(cid), self.s.ended_ttl_s)
         if result.risks:
             pipe.zadd(k.active, result.risks)
         if ended:
