@@ -5,8 +5,9 @@
 
 The pure core (``scripts/bench_core.py``'s backlog, fixed scores instead of the models) turns the backlog into
 batch results first; then only their writes are timed, with the worker's client set-up (one-pass packing), and
-this process's CPU per call hash written is printed (each written call: HSET of the hash, EXPIRE, and its
-timeline's XADD and EXPIRE). Valkey runs in its own process, started here on a free 127.0.0.1 port.
+this process's CPU per call hash written is printed (each written call: HSET of the hash and its timeline's XADD, and
+an EXPIRE of each when due), with Valkey's own CPU over the same writes. Valkey runs in its own process, started
+here on a free 127.0.0.1 port.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, os.getcwd())   # measure the tree this is run from
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_core import BATCH, backlog, core_pipeline  # noqa: E402
+from stream.bench_support import cpu_seconds  # noqa: E402
 from stream.localstack import LocalStack  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from workers.inference import Models  # noqa: E402
@@ -57,9 +59,13 @@ def main() -> int:
     results = [core.process(recs[i:i + args.batch]) for i in range(0, len(recs), args.batch)]
     written = sum(len(r.call_fields) for r in results)
     with LocalStack() as stack:   # its broker idles; only Valkey is used
+        redis_pid = stack.server_pids()[-1]
+        redis_cpu0 = cpu_seconds(redis_pid)
         cpu = asyncio.run(write_all(stack.redis_url, settings, results))
+        redis_cpu = cpu_seconds(redis_pid) - redis_cpu0
     print(f"{os.getcwd()}: {cpu * 1e6 / written:.1f} us of CPU per call hash written ({written} in {len(results)} "
-          f"writes of batches of {args.batch}; {cpu * 1e6 / (len(recs) - args.calls):.1f} us per audio message)")
+          f"writes of batches of {args.batch}; {cpu * 1e6 / (len(recs) - args.calls):.1f} us per audio message); "
+          f"Valkey {redis_cpu * 1e6 / written:.1f} us per call hash written")
     return 0
 
 
