@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     commit_interval_s: float = 1.0
     batch_max_messages: int = Field(512, ge=1)
     batch_within_s: float = Field(0.05, gt=0)
+    # the worker's Kafka fetches wait for this much data (or FETCH_MAX_WAIT_MS, 50 ms): fewer, larger batches
+    fetch_min_bytes: int = Field(65_536, ge=1, le=1 << 20)
     worker_name: str = ""
     # glibc's mmap threshold for the worker (workers.malloc_tuning); 0 keeps glibc's adaptive one
     malloc_mmap_threshold_bytes: int = Field(1 << 20, ge=0, le=32 << 20)
