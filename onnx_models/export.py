@@ -85,10 +85,7 @@ def export_head(model: nn.Module, which: int, labels: tuple[str, ...], path: Pat
     if and_sentiment:
         meta["sentiment_output"] = SENTIMENT_OUTPUT
         meta["sentiment_labels"] = json.dumps(list(SENTIMENTS))
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        e = m.metadata_props.add()
-        e.key, e.value = k, v
+    onnx.helper.set_model_props(m, meta)
     onnx.save(m, str(path))
 
 

@@ -165,10 +165,7 @@ def mark(model: onnx.ModelProto, version: str) -> None:
     meta = {e.key: e.value for e in model.metadata_props}
     meta["model_version"] = version
     meta["quantisation"] = f"{meta['quantisation']}; {RECIPE_NOTE}" if meta.get("quantisation") else RECIPE_NOTE
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        e = model.metadata_props.add()
-        e.key, e.value = k, v
+    helper.set_model_props(model, meta)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,10 +87,7 @@ def mark(path: Path, version: str, recipe: str = RECIPE) -> None:
     meta["model_version"] = version
     meta["quantisation"] = recipe
     meta["weights_id"] = hashlib.sha256(f"{meta.get('weights_id', '')}|{recipe}".encode()).hexdigest()[:16]
-    del m.metadata_props[:]
-    for k, v in meta.items():
-        e = m.metadata_props.add()
-        e.key, e.value = k, v
+    onnx.helper.set_model_props(m, meta)
     onnx.save(m, str(path))
 
 

@@ -59,7 +59,7 @@ def main() -> int:
     results = [core.process(recs[i:i + args.batch]) for i in range(0, len(recs), args.batch)]
     written = sum(len(r.call_fields) for r in results)
     with LocalStack() as stack:   # its broker idles; only Valkey is used
-        redis_pid = stack.server_pids()[-1]
+        redis_pid = stack.redis_proc.pid
         redis_cpu0 = cpu_seconds(redis_pid)
         cpu = asyncio.run(write_all(stack.redis_url, settings, results))
         redis_cpu = cpu_seconds(redis_pid) - redis_cpu0
