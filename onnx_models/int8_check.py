@@ -130,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "fidelity":
         res = fidelity(args.reference, args.other, load_all(args.data), args.channel)
     else:
-        from .quantize import single_member
+        import onnx
+
+        from .light_profile import keep_member
         args.dst.parent.mkdir(parents=True, exist_ok=True)
-        single_member(args.src, args.dst, args.member)
+        onnx.save(keep_member(onnx.load(str(args.src)), args.member), str(args.dst))
         res = {"wrote": str(args.dst), "bytes": args.dst.stat().st_size}
     text = json.dumps(res, indent=1)
     print(text)

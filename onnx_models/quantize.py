@@ -91,31 +91,6 @@ def mark(path: Path, version: str, recipe: str = RECIPE) -> None:
     onnx.save(m, str(path))
 
 
-def single_member(src: Path, dst: Path, member: int = 0) -> None:
-    """The ensemble graph with only seed network ``member`` feeding the mean (the other networks pruned)."""
-    m = onnx.load(str(src))
-    g = m.graph
-    for node in g.node:
-        if node.op_type == "Concat" and node.name.startswith("/model/Concat_") and len(node.input) > 1 and \
-                all(i.startswith("/model/Unsqueeze_") for i in node.input):
-            keep = node.input[member]
-            del node.input[:]
-            node.input.append(keep)
-    needed = {o.name for o in g.output}
-    kept = []
-    for node in reversed(g.node):
-        if any(o in needed for o in node.output):
-            kept.append(node)
-            needed.update(node.input)
-    del g.node[:]
-    g.node.extend(reversed(kept))
-    inits = [i for i in g.initializer if i.name in needed]
-    del g.initializer[:]
-    g.initializer.extend(inits)
-    onnx.checker.check_model(m)
-    onnx.save(m, str(dst))
-
-
 def check_joint_sentiment(folder: Path, atol: float = 1e-5) -> float:
     """emotion.onnx's second output must still equal sentiment.onnx (the workers then run one graph per window)."""
     import onnxruntime as ort

@@ -90,6 +90,7 @@ class BenchResult:
     scaleout_efficiency_2_workers: float | None = None
     drains: list[DrainResult] = field(default_factory=list)
     machine: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)        # the version and profile (CALLPULSE_MODEL_PROFILE) measured
 
 
 def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag: str, log=print) -> RunResult:
@@ -170,14 +171,14 @@ def run_load(stack: LocalStack, n_calls: int, seconds: float, chunk_ms: int, tag
         worker.stop()
 
 
-def inference_bound(seconds: float = 5.0, batch: int = 64) -> tuple[float, float, float, float]:
+def inference_bound(seconds: float = 5.0, batch: int = 64) -> tuple[float, float, float, float, str]:
     """The models alone on one core: windows per second (batched), ms per window batched and single (wall clock),
-    and CPU ms per window batched (what the models cost when other processes share the core)."""
+    CPU ms per window batched (what the models cost when other processes share the core), and their version."""
     from workers.inference import Models
     if os.cpu_count() and os.cpu_count() > 1:
         os.sched_setaffinity(0, {WORKER_CORE})
     try:
-        models = Models(os.environ.get("CALLPULSE_MODEL_DIR") or None, threads=1)
+        models = Models.for_settings(Settings(onnx_threads=1))
         rng = np.random.default_rng(0)
         windows = (rng.normal(0, 0.1, (batch, 2 * SR))).astype(np.float32)
         models.predict(windows)
@@ -193,7 +194,7 @@ def inference_bound(seconds: float = 5.0, batch: int = 64) -> tuple[float, float
         single = (time.perf_counter() - t0) / single_n
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-    return 1.0 / batched, batched * 1000, single * 1000, batched_cpu * 1000
+    return 1.0 / batched, batched * 1000, single * 1000, batched_cpu * 1000, models.emotion.info.version
 
 
 def _capacity(args, result: BenchResult) -> None:
@@ -267,16 +268,16 @@ def run_bench(args) -> int:
     if getattr(args, "transcribe", False):   # the transcription tier's own figures (stream/bench_transcribe.py)
         from .bench_transcribe import run_transcribe_bench
         return run_transcribe_bench(args)
-    result = BenchResult(machine={"cpus": os.cpu_count(), "python": sys.version.split()[0], "worker_core": WORKER_CORE,
-                                  "load_average_1m": round(os.getloadavg()[0], 2)})
-    windows_per_s, ms_batched, ms_single, cpu_ms = inference_bound(args.inference_seconds)
+    result = BenchResult(machine={"cpus": os.cpu_count(), "python": sys.version.split()[0], "worker_core": WORKER_CORE, "load_average_1m": round(os.getloadavg()[0], 2)})
+    windows_per_s, ms_batched, ms_single, cpu_ms, version = inference_bound(args.inference_seconds)
+    s = Settings()   # the workers under test inherit this environment, so they load the same models
+    result.models = {"model_version": version, "model_profile": s.model_profile, "model_dir": s.model_dir}
     result.model_ms_per_scored_window = round(cpu_ms, 4)
     # one call at real time = 2 legs x 1 window per hop (1 s), when both legs speak all the time
     result.inference_bound_calls_per_core = round(windows_per_s / 2, 1)
-    result.inference_ms_per_window_batched = round(ms_batched, 3)
-    result.inference_ms_per_window_single = round(ms_single, 3)
-    print(f"models alone: {ms_batched:.3f} ms/window batched ({cpu_ms:.3f} ms of CPU), {ms_single:.3f} ms/window single -> "
-          f"{result.inference_bound_calls_per_core:.0f} calls/core if every window is speech")
+    result.inference_ms_per_window_batched, result.inference_ms_per_window_single = round(ms_batched, 3), round(ms_single, 3)
+    print(f"models {version} alone: {ms_batched:.3f} ms/window batched ({cpu_ms:.3f} ms of CPU), {ms_single:.3f} ms/window "
+          f"single -> {result.inference_bound_calls_per_core:.0f} calls/core if every window is speech")
     if args.saturate:
         _saturate(args, result)
     else:

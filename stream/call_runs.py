@@ -165,6 +165,7 @@ def run_stack(calls: list[ReplayCall], settings: Settings, bootstrap: str | None
                    "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
             if settings.model_dir:
                 env["CALLPULSE_MODEL_DIR"] = settings.model_dir
+            env["CALLPULSE_MODEL_PROFILE"] = settings.model_profile
             worker = _start_worker(env, logdir / "worker.log")
         progress(f"replaying {len(sent)} call(s) at {speed:g}x, {concurrency} at a time, into {bootstrap}")
         with CallProducer(bootstrap) as producer:

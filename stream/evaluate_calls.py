@@ -104,14 +104,14 @@ def run_evaluate_calls(args: argparse.Namespace) -> int:
     settings = Settings(**{k: str(Path(v).resolve()) for k, v in (("model_dir", args.model_dir), ("rules_path", args.rules)) if v})
     ruleset = RuleSet.load(default_rules_path(settings))
     rules = escalation_rules(ruleset, args.alert_rules)
-    models = Models(settings.model_dir or None, threads=settings.onnx_threads)   # its labels decide which emotions are scored
+    models = Models.for_settings(settings)   # its labels decide which emotions are scored
     labels = tuple(models.emotion.labels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     audio = load_calls(folder, calls)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     report: dict = {"dir": str(folder), "calls": len(calls), "rules_path": default_rules_path(settings),
-                    "model_dir": settings.model_dir or "(shipped)", "emotion_labels": list(labels), "speed": args.speed}
+                    "model_dir": settings.model_dir or f"(shipped: {settings.model_profile})", "model_version": models.emotion.info.version, "emotion_labels": list(labels), "speed": args.speed}
     results, steps = None, None
     t0 = time.perf_counter()
     if args.in_process or args.compare:

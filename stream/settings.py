@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     reorder_horizon_s: float = Field(1.0, ge=0)
     max_payload_bytes: int = 64_000
     min_window_speech_s: float = 0.4      # score a window only when it holds this much speech
-    model_dir: str = ""                    # empty: the models shipped in the onnx_models package
+    model_dir: str = ""                    # a folder of models; empty: the shipped ones of ``model_profile``
+    # the shipped models: "default", the three-network ensemble; "light", one of its networks, half the models'
+    # CPU per window (onnx_models/MODEL_CARD.md, "Light profile", for what it costs in accuracy)
+    model_profile: Literal["default", "light"] = "default"
     onnx_threads: int = 1
 
     # Call lifecycle
@@ -77,6 +80,13 @@ class Settings(BaseSettings):
     metrics_port: int = 9100
     metrics_host: str = "127.0.0.1"
     liveness_stuck_after_s: float = 60.0   # /healthz fails when one core run lasts longer (a batch takes well under 1 s)
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> "Settings":
+        if self.model_dir and self.model_profile != "default":
+            raise ValueError(f"CALLPULSE_MODEL_DIR ({self.model_dir!r}) and CALLPULSE_MODEL_PROFILE ({self.model_profile!r}) "
+                             "both choose the models: set one of them")
+        return self
 
 
 def kafka_python_options(s: Settings) -> dict:

@@ -9,16 +9,18 @@ import onnxruntime as ort
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "onnx_models"
+FOLDERS = [ROOT, ROOT / "light"]   # the default profile and the light one (CALLPULSE_MODEL_PROFILE)
 EMOTION_NAMES = {"angry", "bored", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised"}
 
 
-def session(name):
-    return ort.InferenceSession(str(ROOT / name), providers=["CPUExecutionProvider"])
+def session(name, folder=ROOT):
+    return ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.parametrize("folder", FOLDERS, ids=["default", "light"])
 @pytest.mark.parametrize("name,expected", [("emotion.onnx", None), ("sentiment.onnx", ["negative", "neutral", "positive"])])
-def test_contract(name, expected):
-    s = session(name)
+def test_contract(name, expected, folder):
+    s = session(name, folder)
     meta = s.get_modelmeta().custom_metadata_map
     labels = json.loads(meta["labels"])
     rate = int(meta["sample_rate"])
@@ -56,10 +58,11 @@ def test_the_models_are_not_constant():
     assert np.abs(a - b).max() > 0.05
 
 
-def test_manifest_matches_the_files():
-    manifest = json.loads((ROOT / "manifest.json").read_text())
+@pytest.mark.parametrize("folder", FOLDERS, ids=["default", "light"])
+def test_manifest_matches_the_files(folder):
+    manifest = json.loads((folder / "manifest.json").read_text())
     for name, entry in manifest.items():
-        data = (ROOT / name).read_bytes()
+        data = (folder / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
         assert len(data) == entry["bytes"] < 5_000_000
 

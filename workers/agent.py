@@ -42,7 +42,7 @@ class Worker(BatchAgent):
         liveness = liveness or Liveness(settings.liveness_stuck_after_s)
         app = app or create_app(settings)
         self.topics = declare_topics(app, settings)
-        models = Models(settings.model_dir or None, threads=settings.onnx_threads)
+        models = Models.for_settings(settings)
         self.rules = _load_rules(settings)
         self.pipeline = Pipeline(settings, models, models.emotion.labels, metrics, self.rules)
         self.redis = one_pass_packing(aioredis.from_url(settings.redis_url))

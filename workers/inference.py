@@ -32,8 +32,14 @@ class ModelContractError(RuntimeError):
     pass
 
 
-def default_model_dir() -> Path:
-    return Path(str(resources.files("onnx_models")))
+# the shipped model folders, by ``CALLPULSE_MODEL_PROFILE``: under the onnx_models package
+PROFILE_FOLDERS = {"default": ".", "light": "light"}
+
+
+def default_model_dir(profile: str = "default") -> Path:
+    if profile not in PROFILE_FOLDERS:
+        raise ModelContractError(f"model profile must be one of {sorted(PROFILE_FOLDERS)}, got {profile!r}")
+    return (Path(str(resources.files("onnx_models"))) / PROFILE_FOLDERS[profile]).resolve()
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,11 @@ class Models:
         self.joint_output = joint_sentiment_output(self.emotion, self.sentiment)
         warm = np.zeros((2, warm_samples), np.float32)
         self.predict(warm)
+
+    @classmethod
+    def for_settings(cls, settings) -> "Models":
+        """The models that ``settings`` choose: ``model_dir`` if set, else the shipped ``model_profile``."""
+        return cls(settings.model_dir or default_model_dir(settings.model_profile), threads=settings.onnx_threads)
 
     def predict(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[batch, samples] -> (emotion probs [batch, E], sentiment score [batch] in -1..+1).
