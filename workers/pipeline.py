@@ -219,8 +219,9 @@ class Pipeline:
         for call_id in self.ingest.expire_orphans(now, out, lambda rec, waited: self.backlog.start_surely_missing(rec, waited, grace)):
             self.looked_up.discard(call_id)
         already = {c.call_id for c, _, _ in ending}
-        for call in list(self.calls.values()):
-            if call.call_id not in already and not self.backlog.audio_behind(call.partition) and now - call.last_seen > self.s.inactivity_timeout_s:
+        timeout = self.s.inactivity_timeout_s
+        for call in self.calls.values():   # every live call, every batch: the cheap test first
+            if now - call.last_seen > timeout and call.call_id not in already and not self.backlog.audio_behind(call.partition):
                 ending.append((call, "timeout", call.updated_at or now))
         self.ended.prune(now, self.s.ended_memory_s)
         self.ingest.flush_acks(out)
