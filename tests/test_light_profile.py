@@ -35,10 +35,12 @@ def test_the_light_graph_scores_what_network_0_scores_inside_the_ensemble(tmp_pa
         each.append(ort.InferenceSession(str(tmp_path / f"n{member}.onnx"), providers=["CPUExecutionProvider"]).run(None, {"waveform": x}))
     light = ort.InferenceSession(str(LIGHT / "emotion.onnx"), providers=["CPUExecutionProvider"]).run(None, {"waveform": x})
     whole = ort.InferenceSession(str(ROOT / "emotion.onnx"), providers=["CPUExecutionProvider"]).run(None, {"waveform": x})
+    assert np.allclose(each[0][0].sum(1), 1, atol=1e-5) and not np.allclose(each[0][0], each[1][0], atol=1e-3)
     for head in range(2):                                             # emotion, and sentiment as the second output
         assert np.allclose(light[head], each[0][head], atol=1e-6)
         assert np.allclose(np.mean([e[head] for e in each], axis=0), whole[head], atol=1e-5)
         assert not np.allclose(light[head], whole[head], atol=1e-3)
+    assert len(onnx.load(str(LIGHT / "emotion.onnx")).graph.node) < len(onnx.load(str(ROOT / "emotion.onnx")).graph.node) / 2
 
 
 def test_cutting_refuses_a_graph_that_is_not_an_ensemble_or_a_member_it_lacks():

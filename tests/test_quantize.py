@@ -12,7 +12,6 @@ onnx = pytest.importorskip("onnx", reason="the quantiser needs onnx (test extra)
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from onnx_models.data import Clip  # noqa: E402
-from onnx_models.light_profile import keep_member  # noqa: E402
 from onnx_models.quantize import FRONTEND_PREFIX, calibration_windows, mark, quantise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] / "onnx_models"
@@ -112,15 +111,3 @@ def test_the_shipped_files_declare_their_quantisation_in_metadata_and_manifest()
         meta = {e.key: e.value for e in onnx.load(str(ROOT / name)).metadata_props}
         assert meta["quantisation"] == manifest[name]["quantisation"] and meta["model_version"] == manifest[name]["model_version"]
         assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(ROOT / name)).graph.node)
-
-
-def test_one_seed_network_cut_out_of_the_ensemble(tmp_path):
-    x = _waves(4, 3).repeat(10, axis=1)                           # 2 s windows
-    each = []
-    for member in range(3):
-        onnx.save(keep_member(onnx.load(str(ROOT / "emotion.onnx")), member), str(tmp_path / f"seed{member}.onnx"))
-        each.append(_run(tmp_path / f"seed{member}.onnx", x))
-    whole = ort.InferenceSession(str(ROOT / "emotion.onnx"), providers=["CPUExecutionProvider"]).run(None, {"waveform": x})[0]
-    assert np.allclose(each[0].sum(1), 1, atol=1e-5) and not np.allclose(each[0], each[1], atol=1e-3)
-    assert np.allclose(np.mean(each, axis=0), whole, atol=1e-5)    # the ensemble is the mean of the three cut-outs
-    assert len(onnx.load(str(tmp_path / "seed0.onnx")).graph.node) < len(onnx.load(str(ROOT / "emotion.onnx")).graph.node) / 2

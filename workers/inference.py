@@ -17,6 +17,8 @@ import onnxruntime as ort  # noqa: E402
 
 ort.disable_telemetry_events()
 
+from stream.settings import Settings
+
 from .audio import ANALYSIS_RATE_HZ
 
 EMOTION_MODEL = "emotion.onnx"
@@ -131,7 +133,7 @@ class Models:
         self.predict(warm)
 
     @classmethod
-    def for_settings(cls, settings) -> "Models":
+    def for_settings(cls, settings: Settings) -> "Models":
         """The models that ``settings`` choose: ``model_dir`` if set, else the shipped ``model_profile``."""
         return cls(settings.model_dir or default_model_dir(settings.model_profile), threads=settings.onnx_threads)
 
