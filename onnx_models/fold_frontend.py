@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .manifest import SHIPPED as MODELS, write_manifest
-from .quantize import FRONTEND_PREFIX, check_joint_sentiment
+from .manifest import rewrite_folder
+from .quantize import FRONTEND_PREFIX
 
 FOLD_PREFIX = FRONTEND_PREFIX + "fold/"
 RECIPE_NOTE = "front-end folded (symmetric DFT halves, unused bins dropped; onnx_models/fold_frontend.py)"
@@ -174,15 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for the rewritten files and their manifest.json")
     p.add_argument("--version", required=True, help="model_version to write")
     args = p.parse_args(argv)
-    if args.src.resolve() == args.out.resolve():
-        raise SystemExit("--out must differ from the source folder")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in MODELS:
-        model = fold(onnx.load(str(args.src / name)))
+
+    def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
+        model = fold(model)
         mark(model, args.version)
-        onnx.save(model, str(args.out / name))
-    print(f"emotion.onnx's sentiment output against sentiment.onnx: {check_joint_sentiment(args.out):.1e}")
-    print(json.dumps(write_manifest(args.out), indent=1))
+        return model
+
+    worst, manifest = rewrite_folder(args.src, args.out, rewrite)
+    print(f"emotion.onnx's sentiment output against sentiment.onnx: {worst:.1e}")
+    print(json.dumps(manifest, indent=1))
     return 0
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from .manifest import SHIPPED as MODELS, write_manifest
-from .quantize import check_joint_sentiment
+from .manifest import rewrite_folder
 
 MEMBER_PREFIX = "/model/Unsqueeze_"     # the export stacks each network's probabilities, then averages them
 
@@ -77,15 +76,12 @@ def mark_light(model: onnx.ModelProto, member: int) -> None:
 
 
 def build(src: Path, out: Path, member: int) -> dict:
-    if src.resolve() == out.resolve():
-        raise ValueError("--out must differ from the source folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in MODELS:
-        model = keep_member(onnx.load(str(src / name)), member)
+    def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
+        model = keep_member(model, member)
         mark_light(model, member)
-        onnx.save(model, str(out / name))
-    check_joint_sentiment(out)
-    return write_manifest(out)
+        return model
+
+    return rewrite_folder(src, out, rewrite)[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 
 from .augment import telephone_band
 from .data import DEFAULT_DATA, Clip, load_all, speaker_folds, windows_of
-from .manifest import SHIPPED as MODELS, write_manifest
+from .manifest import SHIPPED as MODELS, check_joint_sentiment, write_manifest
 
 FRONTEND_PREFIX = "/model/frontend/"       # node names of the shared front-end in every exported graph
 QUANTISED_OPS = ["Conv", "Gemm", "Relu"]
@@ -89,17 +89,6 @@ def mark(path: Path, version: str, recipe: str = RECIPE) -> None:
     meta["weights_id"] = hashlib.sha256(f"{meta.get('weights_id', '')}|{recipe}".encode()).hexdigest()[:16]
     onnx.helper.set_model_props(m, meta)
     onnx.save(m, str(path))
-
-
-def check_joint_sentiment(folder: Path, atol: float = 1e-5) -> float:
-    """emotion.onnx's second output must still equal sentiment.onnx (the workers then run one graph per window)."""
-    import onnxruntime as ort
-    emo, sent = (ort.InferenceSession(str(folder / n), providers=["CPUExecutionProvider"]) for n in MODELS)
-    x = np.random.default_rng(0).normal(0, 0.1, (8, 16000)).astype(np.float32)
-    worst = float(np.abs(emo.run(None, {"waveform": x})[1] - sent.run(None, {"waveform": x})[0]).max())
-    if worst > atol:
-        raise SystemExit(f"emotion.onnx's sentiment output differs from sentiment.onnx by {worst:.2e} (> {atol})")
-    return worst
 
 
 def main(argv: list[str] | None = None) -> int:
