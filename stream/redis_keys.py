@@ -17,6 +17,7 @@ written with ``%`` and ``:`` percent-encoded (``key_part``), so one call id can 
 | ``{p}:kpis`` | set | ``{dimension}:{value}`` names that have a KPI hash | none |
 | ``{p}:call:{call_id}:transcript`` | stream | one entry per transcript segment (redacted text, see ``TRANSCRIPT_FIELDS``) | as the call hash; ``MAXLEN ~ transcript_maxlen`` |
 | ``{p}:call:{call_id}:transcriber`` | hash | the transcriber's per-call status, language, segment count and ``_state`` | as the call hash |
+| ``{p}:writer:{id}`` | string | the number of a worker sink's last applied write transaction, read back when a reply is lost | one day, refreshed on write |
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class Keys:
 
     def kpi(self, dimension: str, value: str) -> str:
         return f"{self.prefix}:kpi:{dimension}:{value}"
+
+    def writer(self, writer_id: str) -> str:
+        return f"{self.prefix}:writer:{writer_id}"
 
     @property
     def kpis(self) -> str:

@@ -26,6 +26,7 @@ class WorkerMetrics:
         self.e2e_latency = Histogram("callpulse_end_to_end_latency_seconds", "Capture time of a step's last sample to its Redis write", buckets=LATENCY_BUCKETS_S, registry=r)
         self.redis_write_seconds = Histogram("callpulse_redis_write_seconds", "One pipelined Redis write", buckets=LATENCY_BUCKETS_S, registry=r)
         self.redis_errors = Counter("callpulse_redis_errors_total", "Failed Redis round trips (retried)", registry=r)
+        self.redis_replies_lost = Counter("callpulse_redis_replies_lost_total", "Write transactions Redis applied whose reply was lost (not written again)", registry=r)
         self.active_calls = Gauge("callpulse_active_calls", "Calls held by this worker", registry=r)
         self.consumer_lag = Gauge("callpulse_consumer_lag_messages", "High-water mark minus position", ["partition"], registry=r)
         self.calls_started = Counter("callpulse_calls_started_total", "Calls started", registry=r)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 
 import redis.asyncio as aioredis
 
@@ -23,13 +24,15 @@ RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 MAX_DLQ_VALUE_BYTES = 65_536
 MAX_DLQ_KEY_BYTES = 1_024
 MAX_DLQ_HEADER_BYTES = 1_000
+WRITER_KEY_TTL_S = 86_400   # a sink's last-transaction mark outlives any retry; a dead worker's mark expires
 
 
 class RedisSink:
     """All Redis effects of one batch in one pipelined round trip (MULTI/EXEC, so a reader never sees half a batch).
 
-    Idempotent: hashes are overwritten with the full current state, so writing a batch twice changes nothing.
-    A live call's keys get their EXPIRE when it is due (`KeyTtl`), not with every write."""
+    Exactly once: a transaction that Redis applied but whose reply never came back (Redis killed, or the link cut,
+    right after EXEC) is not applied again by the retry, which would add its timeline and alert entries twice
+    (`_write_once`). A live call's keys get their EXPIRE when it is due (`KeyTtl`), not with every write."""
 
     def __init__(self, client: aioredis.Redis, settings: Settings, metrics: WorkerMetrics) -> None:
         self.r = client
@@ -37,6 +40,8 @@ class RedisSink:
         self.keys = Keys(settings.redis_prefix)
         self.m = metrics
         self.live_ttl = KeyTtl(settings.active_ttl_s)
+        self.writer_key = self.keys.writer(uuid.uuid4().hex)
+        self.transactions = 0
 
     async def load_calls(self, call_ids: list[str]) -> dict[str, dict[str, str]]:
         def build():
@@ -58,7 +63,7 @@ class RedisSink:
         # the live keys whose TTL is due in this write; ended calls' keys always get the ended TTL
         expire_live = [key for key in [k.call(c) for c in result.call_fields if c not in ended]
                        + [k.timeline(c) for c in timelines if c not in ended] if self.live_ttl.due(key, clock)]
-        await self._retry(lambda: self._batch_pipeline(result, ended, timelines, expire_live))
+        await self._write_once(lambda: self._batch_pipeline(result, ended, timelines, expire_live))
         self.live_ttl.mark_set(expire_live, clock)
         self.live_ttl.forget([k.call(c) for c in ended] + [k.timeline(c) for c in ended])
         self.m.redis_write_seconds.observe(time.perf_counter() - t0)
@@ -94,14 +99,34 @@ class RedisSink:
             pipe.zremrangebyscore(k.summaries, "-inf", time.time() - SUMMARY_INDEX_KEEP_S)
         return pipe
 
-    async def _retry(self, build):
+    async def _write_once(self, build) -> None:
+        """Apply the transaction that ``build`` makes exactly once. It also sets this sink's key to the
+        transaction's number; a retry first reads that key back, and a transaction found applied is done."""
+        self.transactions += 1
+        number = str(self.transactions)
+
+        def stamped():
+            return build().set(self.writer_key, number, ex=WRITER_KEY_TTL_S)
+
+        async def applied() -> bool:
+            if _s(await self.r.get(self.writer_key) or b"") != number:
+                return False
+            self.m.redis_replies_lost.inc()
+            log.warning("Redis applied the last write but its reply was lost; not writing it again")
+            return True
+        await self._retry(stamped, applied)
+
+    async def _retry(self, build, applied=None):
         """Redis down must not lose data: retry with backoff (the batch stays unacknowledged meanwhile).
 
         ``build`` makes a fresh pipeline for every attempt: redis-py empties a pipeline whose ``execute``
-        failed, and re-running that empty pipeline "succeeded" with ``[]`` and lost the whole batch."""
+        failed, and re-running that empty pipeline "succeeded" with ``[]`` and lost the whole batch.
+        ``applied``, if given, is asked before each retry whether the failed attempt took effect after all."""
         attempt = 0
         while True:
             try:
+                if attempt and applied is not None and await applied():
+                    return None
                 return await build().execute()
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.m.redis_errors.inc()

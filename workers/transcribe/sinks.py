@@ -34,8 +34,8 @@ class TranscriptRedisSink(RedisSink):
         if not (result.call_fields or result.segments or result.alerts):
             return
         t0 = time.perf_counter()
-        # a fresh pipeline per attempt (workers.sinks.RedisSink._retry: a failed pipeline comes back empty)
-        await self._retry(lambda: self._transcript_pipeline(result))
+        # exactly once, from a fresh pipeline per attempt (workers.sinks.RedisSink._write_once)
+        await self._write_once(lambda: self._transcript_pipeline(result))
         self.m.redis_write_seconds.observe(time.perf_counter() - t0)
         now = time.time()
         for ts in result.step_capture_ts:
