@@ -27,7 +27,6 @@ from .settings import Settings
 
 TABLE_EVERY_S = 10.0
 REPLAY_STOP_S = 10.0    # the replay's producer flushes what it sent while the broker still runs
-CHILD_EXIT_GRACE_S = 2.0  # how long a child's exit waits for the Ctrl-C that may have caused it
 DEFAULT_DASHBOARD_PORT = 8080
 DEFAULT_METRICS_PORT = 9100
 
@@ -135,14 +134,9 @@ def run_demo(args) -> int:
         while not stop.is_set():
             if deadline and time.monotonic() >= deadline:
                 break
-            exited = next((child for child in children if child.poll() is not None), None)
-            if exited is not None:
-                # Ctrl-C signals the whole process group, and a child can exit before this process has run its
-                # KeyboardInterrupt (seen once in CI): give the interrupt time to land before calling it a failure
-                stop.wait(CHILD_EXIT_GRACE_S)
-                if stop.is_set():
-                    break
-                raise RuntimeError(f"a demo process exited with code {exited.returncode}: {exited.args[3:5]}; see {logdir}")
+            for child in children:
+                if child.poll() is not None:
+                    raise RuntimeError(f"a demo process exited with code {child.returncode}: {child.args[3:5]}; see {logdir}")
             if time.monotonic() >= next_table:
                 if not print_active_calls(r, keys):
                     print("waiting for the first analysed second of audio ...")
