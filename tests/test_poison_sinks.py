@@ -1,6 +1,7 @@
 """Issue 17, the sinks: a Redis connection dropped in the middle of a batch's MULTI/EXEC never lets the batch be
-acknowledged unwritten, nor written twice when Redis applied it and only the reply was lost; call ids cannot collide with other keys; dead letters always fit the producer;
-outputs never carry NaN or Infinity. Against a real Valkey (through a real TCP proxy where a drop is needed)."""
+acknowledged unwritten, nor written twice when Redis applied it and only the reply was lost; call ids cannot
+collide with other keys; dead letters always fit the producer; outputs never carry NaN or Infinity. Against a
+real Valkey (through a real TCP proxy where a drop or a lost reply is needed)."""
 
 import asyncio
 import json
@@ -34,7 +35,7 @@ class DroppingProxy:
     connection in the middle of ``execute`` (as on a network cut or a Redis failover).
 
     ``lose_next_reply`` forwards the next EXEC, lets Redis apply the transaction, and closes the connection before
-    its reply reaches the client (as when Redis is killed right after applying it, the stop-32 CI failure)."""
+    its reply reaches the client (as when Redis is killed right after applying it: stop 33's CI failure)."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -155,7 +156,7 @@ def tx_batch(call_id: str, t: float) -> TranscriptBatch:
 
 @pytest.mark.parametrize("tier", ["worker", "transcriber"])
 def test_a_write_applied_whose_reply_was_lost_is_not_written_again(stack, tier):
-    """The stop-32 CI failure: Redis (append-only) was killed mid-call right after applying a batch's MULTI/EXEC
+    """Stop 33's CI failure: Redis (append-only) was killed mid-call right after applying a batch's MULTI/EXEC
     and before its reply left; the sink retried the whole batch and the call's timeline got its entries twice.
     Here a proxy lets EXEC through and cuts the connection before the reply: the retry must find the batch
     applied, so every stream entry (timeline or transcript, and the alert) is there once."""

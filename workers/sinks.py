@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -99,7 +100,7 @@ class RedisSink:
             pipe.zremrangebyscore(k.summaries, "-inf", time.time() - SUMMARY_INDEX_KEEP_S)
         return pipe
 
-    async def _write_once(self, build) -> None:
+    async def _write_once(self, build: Callable[[], aioredis.client.Pipeline]) -> None:
         """Apply the transaction that ``build`` makes exactly once. It also sets this sink's key to the
         transaction's number; a retry first reads that key back, and a transaction found applied is done."""
         self.transactions += 1
@@ -116,7 +117,8 @@ class RedisSink:
             return True
         await self._retry(stamped, applied)
 
-    async def _retry(self, build, applied=None):
+    async def _retry(self, build: Callable[[], aioredis.client.Pipeline],
+                     applied: Callable[[], Awaitable[bool]] | None = None):
         """Redis down must not lose data: retry with backoff (the batch stays unacknowledged meanwhile).
 
         ``build`` makes a fresh pipeline for every attempt: redis-py empties a pipeline whose ``execute``
