@@ -44,11 +44,15 @@ class RedisSink:
         self.writer_key = self.keys.writer(uuid.uuid4().hex)
         self.transactions = 0
 
+    def state_key(self, call_id: str) -> str:
+        """The hash that holds this tier's restorable state of a call."""
+        return self.keys.call(call_id)
+
     async def load_calls(self, call_ids: list[str]) -> dict[str, dict[str, str]]:
         def build():
             pipe = self.r.pipeline(transaction=False)
             for cid in call_ids:
-                pipe.hgetall(self.keys.call(cid))
+                pipe.hgetall(self.state_key(cid))
             return pipe
         rows = await self._retry(build)
         return {cid: {_s(k): _s(v) for k, v in row.items()} for cid, row in zip(call_ids, rows)}

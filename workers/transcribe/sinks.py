@@ -21,14 +21,8 @@ class TranscriptRedisSink(RedisSink):
         super().__init__(client, settings, metrics)
         self.maxlen = maxlen
 
-    async def load_calls(self, call_ids: list[str]) -> dict[str, dict[str, str]]:
-        def build():
-            pipe = self.r.pipeline(transaction=False)
-            for cid in call_ids:
-                pipe.hgetall(self.keys.transcriber(cid))
-            return pipe
-        rows = await self._retry(build)
-        return {cid: {_s(k): _s(v) for k, v in row.items()} for cid, row in zip(call_ids, rows)}
+    def state_key(self, call_id: str) -> str:
+        return self.keys.transcriber(call_id)
 
     async def write(self, result: TranscriptBatch) -> None:
         if not (result.call_fields or result.segments or result.alerts):
@@ -87,7 +81,3 @@ def segment_fields(seg: dict) -> dict[str, str]:
             continue
         out[f] = json.dumps(v) if f == "cues" else str(v)
     return out
-
-
-def _s(x) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)
